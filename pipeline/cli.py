@@ -1,0 +1,220 @@
+"""The ``journeys`` command line: a thin layer over the package's functions.
+
+Reads arguments, the config file and the environment (``JOURNEYS_DB``); prints results. Exit codes:
+0 ok, 1 handled failure (a file rejected, a missing table, a bad config), 2 usage error. Errors are
+one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline import config as config_mod
+from pipeline.output import Format, emit, print_table, to_json
+
+DEFAULT_DB = "data/journeys.duckdb"
+
+app = typer.Typer(
+    help="Mine customer journeys from clickstream data. Example: journeys ingest data/sample/*.csv.gz",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="JOURNEYS_DB", help="DuckDB file (env JOURNEYS_DB).", dir_okay=False),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="journeys.toml (default: ./journeys.toml if present).")
+]
+FormatOption = Annotated[str, typer.Option("--format", help="table | csv | json")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
+class UsageError(Exception):
+    """A bad argument: exit code 2."""
+
+
+def _format(value: str) -> Format:
+    if value not in ("table", "csv", "json"):
+        raise UsageError(f"--format must be table, csv or json, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _config(path: Path | None) -> dict:
+    return config_mod.load(path)
+
+
+def _open(db: Path, *, read_only: bool = False):
+    from pipeline.db import Database
+
+    return Database(db, read_only=read_only)
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False) -> None:
+    _state["debug"] = debug or os.environ.get("JOURNEYS_DEBUG") == "1"
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the files to.")] = Path("data/sample"),
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 3000,
+    days: Annotated[int, typer.Option(min=1, help="Days of traffic.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same bytes.")] = 42,
+    file_format: Annotated[str, typer.Option("--file-format", help="csv.gz | parquet")] = "csv.gz",
+) -> None:
+    """Generate a clickstream with planted behaviours.
+
+    Example: journeys simulate --users 3000 --days 90 --seed 42 --out data/sample
+    """
+    from pipeline.simulate import simulate as run_simulation
+    from pipeline.simulate import write_sample
+
+    if file_format not in ("csv.gz", "parquet"):
+        raise UsageError(f"--file-format must be csv.gz or parquet, not {file_format!r}")
+    frame = run_simulation(users=users, days=days, seed=seed)
+    files = write_sample(frame, out, fmt=file_format)  # type: ignore[arg-type]
+    typer.echo(f"wrote {frame.height:,} events of {users:,} users to {len(files)} files in {out}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files to load (CSV/TSV, Parquet, NDJSON; .gz ok).")],
+    db: DbOption = Path(DEFAULT_DB),
+    source_format: Annotated[str, typer.Option("--format", help="auto | canonical")] = "auto",
+    column_map: Annotated[
+        str | None, typer.Option("--map", help="Column names, e.g. ts=timestamp,event_name=event")
+    ] = None,
+    epoch_unit: Annotated[str, typer.Option("--epoch-unit", help="auto | s | ms | us | ns")] = "auto",
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Load event files into the database, quarantining bad rows.
+
+    Example: journeys ingest data/sample/*.csv.gz --db data/journeys.duckdb
+    """
+    from pipeline.ingest import FORMATS, ingest_files, parse_column_map
+
+    if source_format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {source_format!r}")
+    if epoch_unit not in ("auto", "s", "ms", "us", "ns"):
+        raise UsageError(f"--epoch-unit must be auto, s, ms, us or ns, not {epoch_unit!r}")
+    try:
+        mapping = parse_column_map(column_map)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = _config(config)
+    with _open(db) as database:
+        results = ingest_files(
+            database, paths, fmt=source_format, column_map=mapping, epoch_unit=epoch_unit,  # type: ignore[arg-type]
+            future_tolerance_hours=cfg["ingest"]["future_tolerance_hours"],
+        )
+    rows = [r.as_dict() for r in results]
+    totals = {k: sum(int(r[k]) for r in rows) for k in ("n_read", "n_loaded", "n_duplicate", "n_quarantined")}
+    n_rejected = sum(r.status == "rejected" for r in results)
+    if as_json:
+        typer.echo(to_json({"files": rows, "totals": {**totals, "n_files": len(rows), "n_rejected": n_rejected}}))
+    else:
+        import polars as pl
+
+        frame = pl.DataFrame(rows).select(
+            "path", "status", "n_read", "n_loaded", "n_duplicate", "n_quarantined", "seconds"
+        )
+        print_table(frame, title="ingest")
+        typer.echo(
+            f"{len(rows)} files: read {totals['n_read']:,}, loaded {totals['n_loaded']:,}, "
+            f"duplicate {totals['n_duplicate']:,}, quarantined {totals['n_quarantined']:,}, rejected {n_rejected}"
+        )
+        for r in results:
+            if r.status == "rejected":
+                typer.echo(f"error: {r.message}", err=True)
+    if n_rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    db: DbOption = Path(DEFAULT_DB),
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build staging, paths and marts tables from the loaded events.
+
+    Example: journeys build --db data/journeys.duckdb --json
+    """
+    from pipeline.build import build as run_build
+
+    cfg = _config(config)
+    with _open(db) as database:
+        summary = run_build(database, cfg)
+    if as_json:
+        typer.echo(to_json(summary.as_dict()))
+        return
+    typer.echo(
+        f"events {summary.n_events:,}  users {summary.n_users:,}  sessions {summary.n_sessions:,}  "
+        f"unmapped events {summary.n_unmapped_events:,}"
+    )
+    typer.echo("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items()))
+
+
+@app.command()
+def sessions(
+    db: DbOption = Path(DEFAULT_DB),
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show.")] = 20,
+    fmt: FormatOption = "table",
+) -> None:
+    """Show sessions (newest first).
+
+    Example: journeys sessions --limit 5 --format json
+    """
+    with _open(db, read_only=True) as database:
+        frame = database.query(
+            "select * from staging.stg_sessions order by started_at desc, session_key limit $limit",
+            {"limit": limit},
+        )
+    emit(frame, _format(fmt))
+
+
+@app.command()
+def report(
+    db: DbOption = Path(DEFAULT_DB),
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html")] = Path("reports"),
+) -> None:
+    """Write the self-contained HTML report.
+
+    Example: journeys report --out reports
+    """
+    from pipeline.report import write_report
+
+    with _open(db, read_only=True) as database:
+        path = write_report(database, out)
+    typer.echo(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turn known errors into one line and an exit code."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except SystemExit:
+        raise
+    except UsageError as exc:
+        typer.echo(f"usage error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # every failure is one clear line; --debug shows the traceback
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+

@@ -1,0 +1,180 @@
+"""The only module that imports duckdb.
+
+Opens the project database (a DuckDB file), runs SQL model files from ``sql/`` as
+``create or replace table <layer>.<stem> as <select>``, binds every value as a named parameter, and
+returns results as polars DataFrames. Reads ``sql/**.sql``; writes the database file it is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+LAYERS = ("raw", "staging", "paths", "marts")
+
+# `$name` outside of quoted strings; SQL files are ours, so a simple scan is enough.
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_COMMENT = re.compile(r"--[^\n]*")
+_STRING = re.compile(r"'(?:[^']|'')*'")
+
+
+class DatabaseError(Exception):
+    """A failure the user can act on (locked file, missing table, SQL error in a model)."""
+
+
+def sql_params(sql: str) -> set[str]:
+    """Names of the ``$parameters`` a query uses (comments and string literals ignored)."""
+    return set(_PARAM.findall(_STRING.sub("''", _COMMENT.sub("", sql))))
+
+
+def load_sql(relpath: str) -> str:
+    path = SQL_DIR / relpath
+    if not path.is_file():
+        raise DatabaseError(f"SQL model {relpath} not found under {SQL_DIR}")
+    return path.read_text(encoding="utf-8")
+
+
+class Database:
+    """A DuckDB connection with the project's conventions (UTC, named parameters, polars results)."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        if path != ":memory:":
+            p = Path(path)
+            if read_only and not p.is_file():
+                raise DatabaseError(f"database {p} does not exist; run `journeys ingest` first")
+            if not read_only:
+                p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
+        except duckdb.Error as exc:
+            raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
+        self.con.execute("set TimeZone = 'UTC'")
+        if not read_only:
+            for layer in LAYERS:
+                self.con.execute(f"create schema if not exists {layer}")
+
+    # -- queries ---------------------------------------------------------------------------------
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run a statement whose result is not needed (DDL, insert)."""
+        try:
+            self.con.execute(sql, _bind(sql, params)).fetchall()
+        except duckdb.Error as exc:
+            raise DatabaseError(_first_line(exc)) from exc
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a select and return it whole as a polars DataFrame."""
+        try:
+            return self.con.sql(sql, params=_bind(sql, params)).pl()
+        except duckdb.Error as exc:
+            raise DatabaseError(_first_line(exc)) from exc
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        try:
+            rows = self.con.execute(sql, _bind(sql, params)).fetchall()
+        except duckdb.Error as exc:
+            raise DatabaseError(_first_line(exc)) from exc
+        return rows[0][0] if rows else None
+
+    def table(self, name: str) -> pl.DataFrame:
+        """A whole table as polars; ``name`` must be ``layer.table`` of an existing table."""
+        layer, _, table = name.partition(".")
+        if not self.has_table(layer, table):
+            raise DatabaseError(f"table {name} does not exist; run `journeys build` first")
+        return self.query(f"select * from {layer}.{table}")  # noqa: S608 - checked against the catalog
+
+    def has_table(self, layer: str, table: str) -> bool:
+        return bool(
+            self.scalar(
+                "select count(*) from information_schema.tables "
+                "where table_schema = $layer and table_name = $table",
+                {"layer": layer, "table": table},
+            )
+        )
+
+    def register(self, name: str, frame: pl.DataFrame) -> None:
+        """Expose a polars frame to SQL as a view named ``name`` (a name from our own code)."""
+        self.con.register(name, frame)
+
+    def unregister(self, name: str) -> None:
+        self.con.unregister(name)
+
+    # -- models ----------------------------------------------------------------------------------
+    def build_model(self, relpath: str, params: Mapping[str, Any] | None = None) -> int:
+        """Build ``sql/<layer>/<stem>.sql`` as table ``<layer>.<stem>``; return its row count."""
+        layer, _, filename = relpath.partition("/")
+        stem = filename.removesuffix(".sql")
+        if layer not in LAYERS or not re.fullmatch(r"[a-z0-9_]+", stem):
+            raise DatabaseError(f"{relpath}: models live in sql/<layer>/<name>.sql with layer in {LAYERS}")
+        sql = load_sql(relpath)
+        needed = sql_params(sql)
+        given = dict(params or {})
+        missing = sorted(needed - given.keys())
+        if missing:
+            raise DatabaseError(f"sql/{relpath}: no value given for parameter(s) {', '.join(missing)}")
+        try:
+            self.materialize(f"{layer}.{stem}", sql, {k: given[k] for k in needed})
+        except DatabaseError as exc:
+            raise DatabaseError(f"sql/{relpath}: {exc}") from exc
+        return int(self.scalar(f"select count(*) from {layer}.{stem}"))  # noqa: S608
+
+    def materialize(self, name: str, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """``create or replace table <name> as <select>`` with bound parameters.
+
+        DuckDB cannot prepare ``create table ... as`` with parameters, so the select is bound as a
+        relation and the relation is written as the table; ``name`` comes from our own code.
+        """
+        try:
+            self.con.execute(f"drop table if exists {name}").fetchall()
+            self.con.sql(sql, params=_bind(sql, params)).create(name)
+        except duckdb.Error as exc:
+            raise DatabaseError(_first_line(exc)) from exc
+
+    # -- transactions ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: commit on success, roll back on any exception (then re-raise)."""
+        self.con.execute("begin transaction").fetchall()
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self.con.execute("rollback").fetchall()
+            raise
+        self.con.execute("commit").fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _bind(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Only the parameters the statement uses: DuckDB rejects unused named parameters."""
+    if not params:
+        return None
+    used = sql_params(sql)
+    return {k: v for k, v in params.items() if k in used} or None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseError | duckdb.Error)

@@ -1,0 +1,121 @@
+-- Grain: one row per distinct event (event_id), in every journey.
+-- Reads: raw.events, staging.stg_identity, the channel grouping seed ($channel_groups_path).
+-- Params: $session_timeout_minutes (inactivity gap that starts a new session),
+--         $session_source ('inactivity' | 'source': keep the source's session id where it has one),
+--         $channel_groups_path (CSV: priority, channel, source_regex, medium_regex).
+-- Meaning: deduplicated events with the journey key user_key = coalesce(user_id, stitched user_id,
+--          anonymous_id), the channel (as given, else grouped from source/medium, else 'Other'),
+--          the session they belong to and their position in the user's and the session's journey.
+with events as (
+    select *
+    from raw.events
+    qualify row_number() over (partition by event_id order by file_id, row_number) = 1
+),
+
+identity as (
+    select anonymous_id, user_id from staging.stg_identity
+),
+
+channel_groups as (
+    select
+        cast(priority as integer) as priority,
+        channel,
+        source_regex,
+        medium_regex
+    from read_csv($channel_groups_path, all_varchar = true, header = true)
+),
+
+source_mediums as (
+    select distinct
+        lower(coalesce(source, '')) as source_key,
+        lower(coalesce(medium, '')) as medium_key
+    from events
+    where channel is null
+),
+
+channel_map as (
+    select
+        sm.source_key,
+        sm.medium_key,
+        cg.channel
+    from source_mediums as sm
+    inner join channel_groups as cg
+        on (cg.source_regex is null or regexp_full_match(sm.source_key, cg.source_regex))
+        and (cg.medium_regex is null or regexp_full_match(sm.medium_key, cg.medium_regex))
+    qualify row_number() over (partition by sm.source_key, sm.medium_key order by cg.priority) = 1
+),
+
+keyed as (
+    select
+        e.* exclude (channel, file_id, row_number),
+        coalesce(e.user_id, i.user_id, e.anonymous_id) as user_key,
+        coalesce(e.channel, cm.channel, 'Other') as channel
+    from events as e
+    left join identity as i on e.anonymous_id = i.anonymous_id
+    left join channel_map as cm
+        on lower(coalesce(e.source, '')) = cm.source_key
+        and lower(coalesce(e.medium, '')) = cm.medium_key
+),
+
+ordered as (
+    select
+        *,
+        ts - lag(ts) over by_user as gap,
+        lag(session_id) over by_user as previous_session_id
+    from keyed
+    window by_user as (partition by user_key order by ts, event_id)
+),
+
+boundaries as (
+    select
+        *,
+        case
+            when gap is null then true
+            when $session_source = 'source' and session_id is not null
+                then session_id is distinct from previous_session_id
+            else gap > interval ($session_timeout_minutes) minute
+        end as is_session_start
+    from ordered
+),
+
+numbered as (
+    select
+        * exclude (gap, previous_session_id),
+        sum(cast(is_session_start as integer)) over (
+            partition by user_key order by ts, event_id rows unbounded preceding
+        ) as session_index,
+        row_number() over (partition by user_key order by ts, event_id) as user_event_index
+    from boundaries
+),
+
+final as (
+    select
+        event_id,
+        user_key,
+        user_key || ':' || cast(session_index as varchar) as session_key,
+        session_index,
+        user_event_index,
+        row_number() over (partition by user_key, session_index order by ts, event_id) as session_event_index,
+        is_session_start,
+        user_id,
+        anonymous_id,
+        session_id as source_session_id,
+        ts,
+        event_name,
+        raw_event_name,
+        source,
+        medium,
+        campaign,
+        channel,
+        page_url,
+        referrer,
+        product_id,
+        revenue,
+        currency,
+        device,
+        country,
+        properties
+    from numbered
+)
+
+select * from final

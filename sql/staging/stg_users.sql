@@ -1,0 +1,28 @@
+-- Grain: one row per journey key (user_key, after identity stitching).
+-- Reads: staging.stg_sessions.
+-- Params: none.
+-- Meaning: first and last seen, sessions, acquisition (first session's channel and device),
+--          first purchase, purchases and revenue.
+with sessions as (
+    select * from staging.stg_sessions
+),
+
+final as (
+    select
+        user_key,
+        min(started_at) as first_seen_at,
+        max(ended_at) as last_seen_at,
+        count(*) as n_sessions,
+        sum(n_events) as n_events,
+        arg_min(channel, session_index) as acquisition_channel,
+        arg_min(device, session_index) as first_device,
+        arg_min(country, session_index) as first_country,
+        min(started_at) filter (where has_purchase) as first_purchase_session_at,
+        sum(n_purchases) as n_purchases,
+        sum(revenue) as revenue,
+        sum(n_purchases) > 0 as is_customer
+    from sessions
+    group by user_key
+)
+
+select * from final

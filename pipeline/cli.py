@@ -7,6 +7,7 @@ one line on stderr; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -14,49 +15,21 @@ from typing import Annotated
 
 import typer
 
-from pipeline import config as config_mod
-from pipeline.output import Format, emit, print_table, to_json
-
-DEFAULT_DB = "data/journeys.duckdb"
-
-app = typer.Typer(
-    help="Mine customer journeys from clickstream data. Example: journeys ingest data/sample/*.csv.gz",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from pipeline.commands.common import (
+    DEFAULT_DB,
+    ConfigOption,
+    DbOption,
+    FormatOption,
+    JsonFlag,
+    UsageError,
+    app,
+    check_format,
+    load_config,
+    open_db,
 )
+from pipeline.output import emit, print_table, to_json
 
 _state = {"debug": False}
-
-DbOption = Annotated[
-    Path,
-    typer.Option("--db", envvar="JOURNEYS_DB", help="DuckDB file (env JOURNEYS_DB).", dir_okay=False),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="journeys.toml (default: ./journeys.toml if present).")
-]
-FormatOption = Annotated[str, typer.Option("--format", help="table | csv | json")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
-
-
-class UsageError(Exception):
-    """A bad argument: exit code 2."""
-
-
-def _format(value: str) -> Format:
-    if value not in ("table", "csv", "json"):
-        raise UsageError(f"--format must be table, csv or json, not {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _config(path: Path | None) -> dict:
-    return config_mod.load(path)
-
-
-def _open(db: Path, *, read_only: bool = False):
-    from pipeline.db import Database
-
-    return Database(db, read_only=read_only)
 
 
 @app.callback()
@@ -112,8 +85,8 @@ def ingest(
         mapping = parse_column_map(column_map)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    cfg = _config(config)
-    with _open(db) as database:
+    cfg = load_config(config)
+    with open_db(db) as database:
         results = ingest_files(
             database, paths, fmt=source_format, column_map=mapping, epoch_unit=epoch_unit,  # type: ignore[arg-type]
             future_tolerance_hours=cfg["ingest"]["future_tolerance_hours"],
@@ -153,8 +126,8 @@ def build(
     """
     from pipeline.build import build as run_build
 
-    cfg = _config(config)
-    with _open(db) as database:
+    cfg = load_config(config)
+    with open_db(db) as database:
         summary = run_build(database, cfg)
     if as_json:
         typer.echo(to_json(summary.as_dict()))
@@ -176,12 +149,12 @@ def sessions(
 
     Example: journeys sessions --limit 5 --format json
     """
-    with _open(db, read_only=True) as database:
+    with open_db(db, read_only=True) as database:
         frame = database.query(
             "select * from staging.stg_sessions order by started_at desc, session_key limit $limit",
             {"limit": limit},
         )
-    emit(frame, _format(fmt))
+    emit(frame, check_format(fmt))
 
 
 @app.command()
@@ -195,9 +168,14 @@ def report(
     """
     from pipeline.report import write_report
 
-    with _open(db, read_only=True) as database:
+    with open_db(db, read_only=True) as database:
         path = write_report(database, out)
     typer.echo(f"wrote {path}")
+
+
+# Command groups in pipeline/commands/, registered on `app` when imported.
+for _module in ():
+    importlib.import_module(f"pipeline.commands.{_module}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,6 +29,10 @@ class Key:
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
+    "mapping": {
+        name: Key(str, "", doc=f"CSV replacing the built-in sql/seeds/{name}.csv ('' = built-in)")
+        for name in ("channel_groups", "touchpoint_rules", "channel_touchpoints", "touchpoint_stages", "stages")
+    },
     "ingest": {
         "future_tolerance_hours": Key(
             float, 24.0, minimum=0, doc="events later than load time + this are quarantined as future"

@@ -123,8 +123,8 @@ def test_every_event_in_exactly_one_session_and_order_invariant(db, cfg, tmp_pat
 
 
 def test_model_params_name_every_parameter_the_models_use(cfg):
-    from pipeline.build import MODELS
+    from pipeline.build import discover_models
     from pipeline.db import load_sql, sql_params
 
-    used = set().union(*(sql_params(load_sql(m)) for models in MODELS.values() for m in models))
+    used = set().union(*(sql_params(load_sql(m)) for models in discover_models().values() for m in models))
     assert used <= set(model_params(cfg))

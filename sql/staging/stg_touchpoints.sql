@@ -1,0 +1,150 @@
+-- Grain: one row per journey step: every event, plus one channel step that opens each session.
+-- Reads: staging.stg_events and four mapping files analysts edit as data:
+--        $touchpoint_rules_path (priority, touchpoint, event_name_regex, page_regex),
+--        $channel_touchpoints_path (channel, touchpoint), $touchpoint_stages_path (touchpoint, stage),
+--        $stages_path (stage, stage_order, phase).
+-- Meaning: the journey as touchpoints and stages. An event takes the touchpoint of the first rule
+--          (by priority) whose event_name_regex matches its name and whose page_regex (if any) is
+--          found in its URL; a purchase in a session after the user's first purchase session is a
+--          repeat_purchase (Loyalty). Unmapped events keep their event name as touchpoint and get
+--          stage 'unmapped' (is_mapped = false): nothing is dropped.
+with events as (
+    select * from staging.stg_events
+),
+
+rules as (
+    select
+        cast(priority as integer) as priority,
+        touchpoint,
+        event_name_regex,
+        page_regex
+    from read_csv($touchpoint_rules_path, all_varchar = true, header = true)
+),
+
+channel_touchpoints as (
+    select channel, touchpoint
+    from read_csv($channel_touchpoints_path, all_varchar = true, header = true)
+),
+
+touchpoint_stages as (
+    select touchpoint, stage
+    from read_csv($touchpoint_stages_path, all_varchar = true, header = true)
+),
+
+stages as (
+    select stage, cast(stage_order as integer) as stage_order, phase
+    from read_csv($stages_path, all_varchar = true, header = true)
+),
+
+event_pages as (
+    select distinct event_name, coalesce(page_url, '') as page_key
+    from events
+),
+
+event_map as (
+    select
+        ep.event_name,
+        ep.page_key,
+        r.touchpoint
+    from event_pages as ep
+    inner join rules as r
+        on regexp_full_match(ep.event_name, r.event_name_regex)
+        and (r.page_regex is null or regexp_matches(ep.page_key, r.page_regex))
+    qualify row_number() over (partition by ep.event_name, ep.page_key order by r.priority) = 1
+),
+
+mapped_events as (
+    select
+        e.*,
+        m.touchpoint as mapped_touchpoint
+    from events as e
+    left join event_map as m
+        on e.event_name = m.event_name
+        and coalesce(e.page_url, '') = m.page_key
+),
+
+first_purchase as (
+    select user_key, min(session_index) as first_purchase_session_index
+    from mapped_events
+    where mapped_touchpoint = 'purchase'
+    group by user_key
+),
+
+event_steps as (
+    select
+        e.user_key,
+        e.session_key,
+        e.session_index,
+        e.ts,
+        1 as step_kind,
+        e.event_id,
+        e.event_name,
+        case
+            when e.mapped_touchpoint = 'purchase' and e.session_index > fp.first_purchase_session_index
+                then 'repeat_purchase'
+            else coalesce(e.mapped_touchpoint, e.event_name)
+        end as touchpoint,
+        e.mapped_touchpoint is not null as is_mapped,
+        e.channel,
+        e.device,
+        e.country,
+        e.page_url,
+        e.revenue
+    from mapped_events as e
+    left join first_purchase as fp on e.user_key = fp.user_key
+),
+
+channel_steps as (
+    select
+        e.user_key,
+        e.session_key,
+        e.session_index,
+        e.ts,
+        0 as step_kind,
+        cast(null as varchar) as event_id,
+        cast(null as varchar) as event_name,
+        coalesce(ct.touchpoint, e.channel) as touchpoint,
+        ct.touchpoint is not null as is_mapped,
+        e.channel,
+        e.device,
+        e.country,
+        cast(null as varchar) as page_url,
+        cast(null as decimal(18, 2)) as revenue
+    from events as e
+    left join channel_touchpoints as ct on e.channel = ct.channel
+    where e.session_event_index = 1
+),
+
+steps as (
+    select * from event_steps
+    union all
+    select * from channel_steps
+),
+
+final as (
+    select
+        s.user_key,
+        s.session_key,
+        s.session_index,
+        row_number() over (partition by s.user_key order by s.ts, s.step_kind, s.event_id) as user_step_index,
+        row_number() over (partition by s.session_key order by s.ts, s.step_kind, s.event_id) as session_step_index,
+        s.ts,
+        s.step_kind = 0 as is_channel_step,
+        s.event_id,
+        s.event_name,
+        s.touchpoint,
+        coalesce(st.stage, 'unmapped') as stage,
+        sg.stage_order,
+        sg.phase,
+        s.is_mapped and st.stage is not null as is_mapped,
+        s.channel,
+        s.device,
+        s.country,
+        s.page_url,
+        s.revenue
+    from steps as s
+    left join touchpoint_stages as st on s.touchpoint = st.touchpoint
+    left join stages as sg on st.stage = sg.stage
+)
+
+select * from final

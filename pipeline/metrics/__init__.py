@@ -1,0 +1,1 @@
+"""Metric modules: funnels, abandonment, conversion, segments, experiments (read built tables only)."""

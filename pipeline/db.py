@@ -128,15 +128,27 @@ class Database:
             raise DatabaseError(f"sql/{relpath}: {exc}") from exc
         return int(self.scalar(f"select count(*) from {layer}.{stem}"))  # noqa: S608
 
-    def materialize(self, name: str, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        """``create or replace table <name> as <select>`` with bound parameters.
+    def materialize(
+        self, name: str, sql: str, params: Mapping[str, Any] | None = None, *, temp: bool = False
+    ) -> None:
+        """``create or replace [temp] table <name> as <select>`` with bound parameters.
 
         DuckDB cannot prepare ``create table ... as`` with parameters, so the select is bound as a
-        relation and the relation is written as the table; ``name`` comes from our own code.
+        relation and the relation is written as the table; ``name`` comes from our own code. A temp
+        table (also possible on a read-only connection) is created from the relation's column
+        types and filled with ``insert``.
         """
         try:
             self.con.execute(f"drop table if exists {name}").fetchall()
-            self.con.sql(sql, params=_bind(sql, params)).create(name)
+            relation = self.con.sql(sql, params=_bind(sql, params))
+            if temp:
+                columns = ", ".join(
+                    f'"{c}" {t}' for c, t in zip(relation.columns, relation.types, strict=True)
+                )
+                self.con.execute(f"create temp table {name} ({columns})").fetchall()
+                relation.insert_into(name)
+            else:
+                relation.create(name)
         except duckdb.Error as exc:
             raise DatabaseError(_first_line(exc)) from exc
 

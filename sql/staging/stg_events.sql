@@ -6,6 +6,7 @@
 -- Meaning: deduplicated events with the journey key user_key = coalesce(user_id, stitched user_id,
 --          anonymous_id), the channel (as given, else grouped from source/medium, else 'Other'),
 --          the session they belong to and their position in the user's and the session's journey.
+--          A session starts after a gap of more than the timeout; sessions are numbered by start.
 with events as (
     select *
     from raw.events
@@ -60,32 +61,40 @@ keyed as (
 ordered as (
     select
         *,
-        ts - lag(ts) over by_user as gap,
-        lag(session_id) over by_user as previous_session_id
+        ts - lag(ts) over (partition by user_key order by ts, event_id) as gap
     from keyed
-    window by_user as (partition by user_key order by ts, event_id)
 ),
 
-boundaries as (
+inactivity as (
+    select
+        *,
+        sum(case when gap is null or gap > interval ($session_timeout_minutes) minute then 1 else 0 end) over (
+            partition by user_key order by ts, event_id rows unbounded preceding
+        ) as inactivity_index
+    from ordered
+),
+
+grouped as (
+    -- With session_source = 'source', every event carrying a source session id belongs to that
+    -- session (even when sessions interleave); events without one fall back to inactivity.
     select
         *,
         case
-            when gap is null then true
-            when $session_source = 'source' and session_id is not null
-                then session_id is distinct from previous_session_id
-            else gap > interval ($session_timeout_minutes) minute
-        end as is_session_start
-    from ordered
+            when $session_source = 'source' and session_id is not null then 's:' || session_id
+            else 'i:' || cast(inactivity_index as varchar)
+        end as session_group
+    from inactivity
 ),
 
 numbered as (
     select
-        * exclude (gap, previous_session_id),
-        sum(cast(is_session_start as integer)) over (
-            partition by user_key order by ts, event_id rows unbounded preceding
-        ) as session_index,
+        *,
+        dense_rank() over (partition by user_key order by group_started_at, session_group) as session_index,
         row_number() over (partition by user_key order by ts, event_id) as user_event_index
-    from boundaries
+    from (
+        select *, min(ts) over (partition by user_key, session_group) as group_started_at
+        from grouped
+    )
 ),
 
 final as (
@@ -96,7 +105,7 @@ final as (
         session_index,
         user_event_index,
         row_number() over (partition by user_key, session_index order by ts, event_id) as session_event_index,
-        is_session_start,
+        row_number() over (partition by user_key, session_index order by ts, event_id) = 1 as is_session_start,
         user_id,
         anonymous_id,
         session_id as source_session_id,

@@ -174,7 +174,7 @@ def report(
 
 
 # Command groups in pipeline/commands/, registered on `app` when imported.
-for _module in ():
+for _module in ("paths",):
     importlib.import_module(f"pipeline.commands.{_module}")
 
 

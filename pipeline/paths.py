@@ -129,7 +129,7 @@ def export_graph(graph: nx.DiGraph, path: str | Path, fmt: Literal["graphml", "j
 
     target = Path(path)
     if fmt == "graphml":
-        atomic_write(target, "\n".join(nx.generate_graphml(graph)))
+        atomic_write(target, '<?xml version="1.0" encoding="utf-8"?>\n' + "\n".join(nx.generate_graphml(graph)))
     else:
         atomic_write(target, json.dumps(nx.node_link_data(graph, edges="links"), indent=1))
     return target

@@ -63,7 +63,14 @@ def simulate(
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files to load (CSV/TSV, Parquet, NDJSON; .gz ok).")],
     db: DbOption = Path(DEFAULT_DB),
-    source_format: Annotated[str, typer.Option("--format", help="auto | canonical")] = "auto",
+    source_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto | canonical | ga4 | segment | snowplow | rees46 (auto detects each file's format "
+            "from its columns/keys; see docs/adapters.md)",
+        ),
+    ] = "auto",
     column_map: Annotated[
         str | None, typer.Option("--map", help="Column names, e.g. ts=timestamp,event_name=event")
     ] = None,
@@ -74,6 +81,7 @@ def ingest(
     """Load event files into the database, quarantining bad rows.
 
     Example: journeys ingest data/sample/*.csv.gz --db data/journeys.duckdb
+    Example: journeys ingest exports/events_20250106.json --format ga4
     """
     from pipeline.ingest import FORMATS, ingest_files, parse_column_map
 
@@ -85,6 +93,8 @@ def ingest(
         mapping = parse_column_map(column_map)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if mapping and source_format not in ("auto", "canonical"):
+        raise UsageError(f"--map applies to --format canonical, not {source_format}")
     cfg = load_config(config)
     with open_db(db) as database:
         results = ingest_files(
@@ -100,7 +110,7 @@ def ingest(
         import polars as pl
 
         frame = pl.DataFrame(rows).select(
-            "path", "status", "n_read", "n_loaded", "n_duplicate", "n_quarantined", "seconds"
+            "path", "status", "format", "n_read", "n_loaded", "n_duplicate", "n_quarantined", "seconds"
         )
         print_table(frame, title="ingest")
         typer.echo(
@@ -171,6 +181,35 @@ def report(
     with open_db(db, read_only=True) as database:
         path = write_report(database, out)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def run(
+    landing: Annotated[Path, typer.Option("--landing", help="Folder where new files arrive.")] = Path("data/landing"),
+    db: DbOption = Path(DEFAULT_DB),
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports"),
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the report.")] = False,
+    config: ConfigOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The scheduled batch: load new files from --landing, rebuild, refresh the report.
+
+    Exit codes: 0 ok, 1 a file was rejected or the run failed, 3 another run holds the lock.
+    Example (cron): */15 * * * * cd /srv/journeys && .venv/bin/journeys run --landing /data/landing
+    """
+    from pipeline.run import RunLocked, batch_run
+
+    cfg = load_config(config)
+    try:
+        summary = batch_run(db, landing, cfg, None if no_report else out)
+    except RunLocked as exc:
+        typer.echo(f"locked: {exc}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo(to_json(summary.as_dict()) if as_json else summary.line())
+    for message in summary.messages:
+        typer.echo(f"error: {message}", err=True)
+    if summary.status != "ok":
+        raise typer.Exit(1)
 
 
 # Command groups in pipeline/commands/, registered on `app` when imported.

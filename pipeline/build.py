@@ -6,14 +6,16 @@ failure leaves the previous tables as they were (the whole build is one transact
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pipeline.db import LAYERS, SQL_DIR, Database, DatabaseError
+from pipeline.db import LAYERS, SQL_DIR, Database, DatabaseError, load_sql
 
 BUILD_LAYERS = ("staging", "paths", "marts")
 _REF = re.compile(r"\b(" + "|".join(LAYERS) + r")\.([a-z0-9_]+)\b")
@@ -61,6 +63,8 @@ class BuildSummary:
     n_users: int = 0
     n_sessions: int = 0
     n_unmapped_events: int = 0
+    mode: str = "full"
+    n_affected_users: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
 
@@ -70,6 +74,8 @@ class BuildSummary:
             "n_users": self.n_users,
             "n_sessions": self.n_sessions,
             "n_unmapped_events": self.n_unmapped_events,
+            "mode": self.mode,
+            "n_affected_users": self.n_affected_users,
             "seconds": self.seconds,
             "tables": self.tables,
         }
@@ -90,26 +96,157 @@ def mapping_paths(config: dict[str, dict[str, Any]]) -> dict[str, Path]:
     return {name: Path(config["mapping"][name] or SEEDS_DIR / f"{name}.csv") for name in MAPPING_FILES}
 
 
-def build(db: Database, config: dict[str, dict[str, Any]]) -> BuildSummary:
+BuildMode = Literal["auto", "full"]
+STAGING_BY_USER = ("stg_events", "stg_sessions", "stg_users", "stg_touchpoints")
+
+
+def fingerprint(config: dict[str, dict[str, Any]]) -> str:
+    """Everything a build depends on besides the data: parameters, model SQL files, mapping files."""
+    digest = hashlib.sha256(json.dumps(model_params(config), sort_keys=True).encode())
+    models = [SQL_DIR / m for layer in discover_models().values() for m in layer]
+    for path in models + sorted(mapping_paths(config).values()):
+        digest.update(str(path.relative_to(SQL_DIR) if path.is_relative_to(SQL_DIR) else path).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _last_build(db: Database) -> dict[str, Any] | None:
+    if not db.has_table("staging", "build_log"):
+        return None
+    rows = db.query("select * from staging.build_log order by build_id desc limit 1").to_dicts()
+    return rows[0] if rows else None
+
+
+def build(db: Database, config: dict[str, dict[str, Any]], mode: BuildMode = "auto") -> BuildSummary:
+    """Build every model. ``auto`` is incremental when only new files arrived since the last build
+    with the same fingerprint (config, SQL, mappings); ``full`` rebuilds everything. Either way the
+    result is the same tables, and the whole build is one transaction."""
     if not db.has_table("raw", "events"):
         raise DatabaseError(f"{db.path} has no raw.events; load files with `journeys ingest` first")
     params = model_params(config)
     from pipeline.mapping import validate_mappings
 
     validate_mappings(db, mapping_paths(config))
+    started = time.perf_counter()
     summary = BuildSummary()
-    with db.transaction():
-        for layer, models in discover_models().items():
-            started = time.perf_counter()
-            for relpath in models:
-                name = f"{layer}.{relpath.split('/')[-1].removesuffix('.sql')}"
-                summary.tables[name] = db.build_model(relpath, params)
-            if models:
-                summary.seconds[layer] = round(time.perf_counter() - started, 3)
-    summary.n_events = summary.tables["staging.stg_events"]
-    summary.n_sessions = summary.tables["staging.stg_sessions"]
-    summary.n_users = summary.tables["staging.stg_users"]
+    print_ = fingerprint(config)
+    max_file_id = int(db.scalar("select coalesce(max(file_id), 0) from raw.events"))
+    last = _last_build(db)
+    incremental = (
+        mode == "auto" and last is not None and last["fingerprint"] == print_
+        and all(db.has_table("staging", t) for t in STAGING_BY_USER)
+    )
+    if incremental and last["max_file_id"] == max_file_id:
+        summary.mode = "up_to_date"
+        _fill_counts(db, summary)
+        return summary
+    if incremental:
+        n_affected = _rebuild_affected_users(db, params, int(last["max_file_id"]), summary)
+        summary.mode = "incremental"
+    else:
+        n_affected = None
+        with db.transaction():
+            for layer, models in discover_models().items():
+                _build_layer(db, layer, models, params, summary)
+            _log_build(db, "full", max_file_id, print_, None, started)
+        summary.mode = "full"
+    if n_affected is not None:
+        summary.n_affected_users = n_affected
+    _fill_counts(db, summary)
+    if incremental:
+        with db.transaction():
+            _log_build(db, "incremental", max_file_id, print_, n_affected, started)
+    return summary
+
+
+def _build_layer(db: Database, layer: str, models: list[str], params: dict[str, Any], summary: BuildSummary) -> None:
+    layer_started = time.perf_counter()
+    for relpath in models:
+        name = f"{layer}.{relpath.split('/')[-1].removesuffix('.sql')}"
+        summary.tables[name] = db.build_model(relpath, params)
+    if models:
+        summary.seconds[layer] = round(time.perf_counter() - layer_started, 3)
+
+
+def _fill_counts(db: Database, summary: BuildSummary) -> None:
+    summary.n_events = int(db.scalar("select count(*) from staging.stg_events"))
+    summary.n_sessions = int(db.scalar("select count(*) from staging.stg_sessions"))
+    summary.n_users = int(db.scalar("select count(*) from staging.stg_users"))
     summary.n_unmapped_events = int(
         db.scalar("select count(*) from staging.stg_touchpoints where not is_mapped and not is_channel_step")
     )
-    return summary
+
+
+def _log_build(
+    db: Database, mode: str, max_file_id: int, print_: str, n_affected: int | None, started: float
+) -> None:
+    db.execute(
+        "create table if not exists staging.build_log (build_id bigint, built_at timestamp, mode varchar, "
+        "max_file_id bigint, fingerprint varchar, n_affected_users bigint, seconds double)"
+    )
+    db.execute(
+        "insert into staging.build_log select coalesce(max(build_id), 0) + 1, now()::timestamp, $mode, "
+        "$max_file_id, $fingerprint, $n_affected, $seconds from staging.build_log",
+        {"mode": mode, "max_file_id": max_file_id, "fingerprint": print_, "n_affected": n_affected,
+         "seconds": round(time.perf_counter() - started, 3)},
+    )
+
+
+def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: int, summary: BuildSummary) -> int:
+    """Recompute the staging rows of the users that new events touch, then every later layer.
+
+    Affected journey keys = the keys those users' events had before (an identity link may move a
+    cookie's events to another user) plus the keys they have now. Their raw events are copied into
+    an in-memory database where the same staging SQL runs; the main database then swaps their rows
+    in one transaction, rebuilds stg_identity, paths and marts.
+    """
+    started = time.perf_counter()
+    main = db.scalar("select current_database()")
+    new_ids = (
+        "select user_id as id from raw.events where file_id > $last and user_id is not null union "
+        "select anonymous_id from raw.events where file_id > $last and anonymous_id is not null"
+    )
+    identity = load_sql("staging/stg_identity.sql")
+    db.materialize(
+        "_build_affected",
+        f"with ids as ({new_ids}), identity as ({identity}), "  # noqa: S608 - our own SQL files
+        "old_keys as (select distinct e.user_key from staging.stg_events as e "
+        "  where e.user_id in (select id from ids) or e.anonymous_id in (select id from ids)), "
+        "new_keys as (select distinct coalesce(r.user_id, i.user_id, r.anonymous_id) as user_key "
+        "  from raw.events as r left join identity as i on r.anonymous_id = i.anonymous_id "
+        "  where r.file_id > $last) "
+        "select user_key from old_keys union select user_key from new_keys",
+        {"last": last_file_id},
+        temp=True,
+    )
+    n_affected = int(db.scalar("select count(*) from _build_affected"))
+    db.execute("attach ':memory:' as _incremental")
+    try:
+        for layer in ("raw", "staging"):
+            db.execute(f"create schema _incremental.{layer}")
+        db.execute(
+            f"create table _incremental.raw.events as with identity as ({identity}) "  # noqa: S608
+            "select r.* from raw.events as r left join identity as i on r.anonymous_id = i.anonymous_id "
+            "where coalesce(r.user_id, i.user_id, r.anonymous_id) in (select user_key from _build_affected)"
+        )
+        db.execute("use _incremental")
+        try:
+            for relpath in discover_models()["staging"]:
+                db.build_model(relpath, params)
+        finally:
+            db.execute(f'use "{main}"')
+        summary.seconds["staging"] = round(time.perf_counter() - started, 3)
+        with db.transaction():
+            summary.tables["staging.stg_identity"] = db.build_model("staging/stg_identity.sql", params)
+            for table in STAGING_BY_USER:
+                db.execute(
+                    f"delete from staging.{table} where user_key in (select user_key from _build_affected)"  # noqa: S608
+                )
+                db.execute(f"insert into staging.{table} select * from _incremental.staging.{table}")  # noqa: S608
+            layers = discover_models()
+            for layer in ("paths", "marts"):
+                _build_layer(db, layer, layers[layer], params, summary)
+    finally:
+        db.execute("detach _incremental")
+        db.execute("drop table if exists _build_affected")
+    return n_affected

@@ -128,6 +128,9 @@ def ingest(
 def build(
     db: DbOption = Path(DEFAULT_DB),
     config: ConfigOption = None,
+    full_refresh: Annotated[
+        bool, typer.Option("--full-refresh", help="Rebuild everything instead of only the users new events touch.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Build staging, paths and marts tables from the loaded events.
@@ -138,13 +141,13 @@ def build(
 
     cfg = load_config(config)
     with open_db(db) as database:
-        summary = run_build(database, cfg)
+        summary = run_build(database, cfg, "full" if full_refresh else "auto")
     if as_json:
         typer.echo(to_json(summary.as_dict()))
         return
     typer.echo(
         f"events {summary.n_events:,}  users {summary.n_users:,}  sessions {summary.n_sessions:,}  "
-        f"unmapped events {summary.n_unmapped_events:,}"
+        f"unmapped events {summary.n_unmapped_events:,}  ({summary.mode} build)"
     )
     typer.echo("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items()))
 

@@ -130,11 +130,16 @@ def build(db: Database, config: dict[str, dict[str, Any]], mode: BuildMode = "au
     started = time.perf_counter()
     summary = BuildSummary()
     print_ = fingerprint(config)
-    max_file_id = int(db.scalar("select coalesce(max(file_id), 0) from raw.events"))
+    max_file_id = int(db.scalar("select coalesce(max(file_id), 0) from raw.manifest"))
     last = _last_build(db)
     incremental = (
         mode == "auto" and last is not None and last["fingerprint"] == print_
         and all(db.has_table("staging", t) for t in STAGING_BY_USER)
+        # a reload that replaced events (a GA4 day) may remove rows of users the new file lacks
+        and not db.scalar(
+            "select count(*) from raw.manifest where file_id > $last and n_replaced > 0",
+            {"last": last["max_file_id"]},
+        )
     )
     if incremental and last["max_file_id"] == max_file_id:
         summary.mode = "up_to_date"

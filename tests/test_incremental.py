@@ -99,3 +99,24 @@ def test_failed_build_leaves_previous_tables(tmp_path, mode):
     with pytest.raises(Exception, match="does not exist"):
         build(db, bad, mode)
     assert db.table("staging.stg_sessions").equals(before)
+
+
+def test_a_ga4_day_reload_that_removes_events_forces_a_full_build(tmp_path):
+    import json
+
+    from tests.conftest import REPO
+
+    day = REPO / "tests" / "fixtures" / "adapters" / "ga4" / "events_20250106.json"
+    db = Database(tmp_path / "j.duckdb")
+    ingest_files(db, [day])
+    build(db, config.defaults())
+    # GA4 rewrote the day without its scroll events: their users may not be in the new file at all
+    lines = [json.loads(x) for x in day.read_text().splitlines() if x.startswith("{") and x.endswith("}")]
+    rewrite = tmp_path / "again" / "events_20250106.json"
+    rewrite.parent.mkdir()
+    rewrite.write_text("".join(json.dumps(x) + "\n" for x in lines if x["event_name"] != "scroll"))
+    [result] = ingest_files(db, [rewrite])
+    assert result.n_replaced > 0
+    assert build(db, config.defaults()).mode == "full"
+    assert db.scalar("select count(*) from staging.stg_events where event_name = 'scroll'") == 0
+    assert db.scalar("select count(*) from staging.stg_events") == db.scalar("select count(*) from raw.events")

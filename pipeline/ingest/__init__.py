@@ -1,9 +1,12 @@
 """Ingest: load source files into ``raw.events``, with quarantine and a load manifest.
 
-Reads CSV/TSV, Parquet and NDJSON files (plain or .gz) through DuckDB's readers; writes
-``raw.events``, ``raw.quarantine`` and ``raw.manifest``. One file is one transaction: it is loaded
-whole (good rows in ``raw.events``, bad rows in ``raw.quarantine``, one manifest row) or not at all.
-For every loaded file ``n_read = n_loaded + n_duplicate + n_quarantined``.
+Reads CSV/TSV, Parquet and NDJSON files (plain or .gz) through DuckDB's readers, in the canonical
+columns (with ``--map``) or in a source format (GA4 BigQuery export, Segment, Snowplow, REES46; see
+``pipeline/ingest/adapters.py`` and ``docs/adapters.md``), named or detected; writes ``raw.events``,
+``raw.quarantine``, ``raw.manifest`` and side tables of formats (``raw.ga4_items``). One file is one
+transaction: it is loaded whole (good rows in ``raw.events``, bad rows in ``raw.quarantine``, side
+rows, a GA4 day's replacement, one manifest row) or not at all. For every loaded file
+``n_read = n_loaded + n_duplicate + n_quarantined``.
 """
 
 from __future__ import annotations
@@ -17,52 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline.db import Database, DatabaseError, load_sql
+from pipeline.db import Database, DatabaseError, load_sql, sql_params
+from pipeline.ingest import adapters, readers
+from pipeline.ingest.adapters import FORMATS, Adapter, NotThisFormat, Sniffed
 from pipeline.ingest.contract import contract_failures
+from pipeline.ingest.readers import Kind, UnknownFileType
 from pipeline.schema import CANONICAL_COLUMNS, IDENTITY_COLUMNS, REQUIRED_COLUMNS
 
-Kind = Literal["csv", "tsv", "parquet", "ndjson"]
 EpochUnit = Literal["auto", "s", "ms", "us", "ns"]
-FORMATS = ("auto", "canonical")
-
-_SUFFIXES: dict[str, Kind] = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".ndjson": "ndjson",
-    ".jsonl": "ndjson",
-    ".json": "ndjson",
-}
-
-# How each kind of file becomes the scratch table `_ingest_src` (the path is a bound parameter).
-_READ_SQL: dict[Kind, str] = {
-    "csv": (
-        "select row_number() over () as _journeys_row, * "
-        "from read_csv($path, all_varchar = true, header = true, store_rejects = true, "
-        "rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans')"
-    ),
-    "tsv": (
-        "select row_number() over () as _journeys_row, * "
-        "from read_csv($path, all_varchar = true, header = true, delim = '\t', store_rejects = true, "
-        "rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans')"
-    ),
-    "parquet": (
-        "select file_row_number + 1 as _journeys_row, * exclude (file_row_number) "
-        "from read_parquet($path, file_row_number = true)"
-    ),
-    # NDJSON is read as lines so that one malformed line is quarantined instead of failing the file;
-    # the line number is the physical line (blank lines are counted but are not records).
-    "ndjson": (
-        "select _journeys_row, line, "
-        "case when json_valid(line) then (case when json_type(line) = 'OBJECT' then line end) end as obj "
-        "from (select row_number() over () as _journeys_row, line "
-        "from read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = '\x01', "
-        "quote = '', escape = '', auto_detect = false, store_rejects = true, "
-        "rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans')"
-        ") where line is not null and trim(line) <> ''"
-    ),
-}
+__all__ = ["FORMATS", "FileRejected", "FileResult", "Kind", "ensure_raw_tables", "file_kind", "ingest_files",
+           "parse_column_map", "summary_rows"]
 
 # Per kind: a canonical column read from the source column named by a bound parameter.
 _FIELD_SQL = {
@@ -74,9 +41,21 @@ _ORIGINAL_SQL = {
     "json": "s.line",
 }
 _PROPERTIES_SQL = {"struct": "json_merge_patch(to_json(s), $drop)", "json": "json_merge_patch(s.obj, $drop)"}
+# Columns of src_fields besides the canonical ones (sql/ingest/typed_events.sql): null for --map.
+_EXTRA_FIELDS = ", cast(null as varchar) as ts_unit, cast(null as varchar) as dedupe_at"
 
+_SCRATCH = ("_ingest_good", "_ingest_bad", "_ingest_typed", "_ingest_days", "_ingest_src")
 
-_SCRATCH = ("_ingest_good", "_ingest_bad", "_ingest_typed", "_ingest_src")
+# Side tables of formats (pipeline/ingest/adapters.py), in the column order of their SQL files.
+_SIDE_TABLE_DDL = {
+    "raw.ga4_items": (
+        "file_id bigint, event_id varchar, item_index integer, item_id varchar, item_name varchar, "
+        "item_brand varchar, item_variant varchar, item_category varchar, item_category2 varchar, "
+        "item_category3 varchar, item_category4 varchar, item_category5 varchar, price decimal(18,2), "
+        "quantity bigint, item_revenue decimal(18,2), coupon varchar, affiliation varchar, "
+        "item_list_name varchar, promotion_name varchar"
+    ),
+}
 
 
 class FileRejected(Exception):
@@ -87,15 +66,17 @@ class FileRejected(Exception):
 class FileResult:
     path: str
     status: Literal["loaded", "already_loaded", "rejected"]
-    format: str = ""
+    format: str = ""  # the format it was read as: canonical, ga4, segment, snowplow, rees46
     n_read: int = 0
     n_loaded: int = 0
     n_duplicate: int = 0
     n_quarantined: int = 0
     seconds: float = 0.0
     file_id: int | None = None
-    message: str = ""
+    message: str = ""  # how the format was chosen (detected from which columns/keys), replacements
     epoch_units: list[str] = field(default_factory=list)
+    kind: str = ""  # csv, tsv, parquet, ndjson
+    n_replaced: int = 0  # events of earlier loads this file replaced (a re-exported GA4 day)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -124,14 +105,10 @@ def parse_column_map(text: str | None) -> dict[str, str]:
 
 
 def file_kind(path: Path) -> Kind:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    if suffixes and suffixes[-1] in _SUFFIXES:
-        return _SUFFIXES[suffixes[-1]]
-    raise FileRejected(
-        f"{path}: unknown file type (expected .csv, .tsv, .parquet, .ndjson/.jsonl/.json, optionally .gz)"
-    )
+    try:
+        return readers.file_kind(path)
+    except UnknownFileType as exc:
+        raise FileRejected(str(exc)) from None
 
 
 def sha256_file(path: Path) -> str:
@@ -152,8 +129,13 @@ def ensure_raw_tables(db: Database) -> None:
     db.execute(
         "create table if not exists raw.manifest (file_id bigint, path varchar, content_sha256 varchar, "
         "format varchar, n_read bigint, n_loaded bigint, n_duplicate bigint, n_quarantined bigint, "
-        "loaded_at timestamp)"
+        "loaded_at timestamp, kind varchar, n_replaced bigint)"
     )
+    if not db.read_only:  # databases made before formats had adapters
+        db.execute("alter table raw.manifest add column if not exists kind varchar")
+        db.execute("alter table raw.manifest add column if not exists n_replaced bigint")
+    for table, ddl in _SIDE_TABLE_DDL.items():
+        db.execute(f"create table if not exists {table} ({ddl})")
 
 
 def ingest_files(
@@ -166,9 +148,16 @@ def ingest_files(
     future_tolerance_hours: float = 24.0,
     now: dt.datetime | None = None,
 ) -> list[FileResult]:
-    """Load each file in its own transaction; a rejected file does not stop the others."""
+    """Load each file in its own transaction; a rejected file does not stop the others.
+
+    ``fmt`` is one of ``FORMATS``: ``auto`` detects each file's format from its columns or keys
+    (``canonical`` when none matches, or when ``column_map`` is given); ``column_map`` applies to the
+    canonical format only.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if column_map and fmt not in ("auto", "canonical"):
+        raise ValueError(f"--map applies to --format canonical, not {fmt}")
     ensure_raw_tables(db)
     loaded_at = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None)
     future_limit = loaded_at + dt.timedelta(hours=future_tolerance_hours)
@@ -177,7 +166,7 @@ def ingest_files(
         path = Path(raw_path)
         started = time.perf_counter()
         try:
-            result = _ingest_one(db, path, dict(column_map or {}), epoch_unit, loaded_at, future_limit)
+            result = _ingest_one(db, path, fmt, dict(column_map or {}), epoch_unit, loaded_at, future_limit)
         except FileRejected as exc:
             result = FileResult(path=str(path), status="rejected", message=str(exc))
         result.seconds = round(time.perf_counter() - started, 3)
@@ -188,6 +177,7 @@ def ingest_files(
 def _ingest_one(
     db: Database,
     path: Path,
+    fmt: str,
     column_map: dict[str, str],
     epoch_unit: str,
     loaded_at: dt.datetime,
@@ -201,13 +191,23 @@ def _ingest_one(
     if path.stat().st_size == 0:
         raise FileRejected(f"{path}: empty file")
     digest = sha256_file(path)
-    previous = db.scalar("select file_id from raw.manifest where content_sha256 = $sha", {"sha": digest})
-    if previous is not None:
-        return FileResult(path=str(path), status="already_loaded", format=kind, file_id=int(previous),
-                          message=f"same content as file_id {previous}; nothing added")
+    previous = db.query(
+        "select file_id, format from raw.manifest where content_sha256 = $sha order by file_id limit 1",
+        {"sha": digest},
+    )
+    if previous.height:
+        file_id, previous_format = previous.row(0)
+        return FileResult(path=str(path), status="already_loaded", format=previous_format or "", kind=kind,
+                          file_id=int(file_id), message=f"same content as file_id {file_id}; nothing added")
     try:
+        try:
+            adapter, sniffed, how = adapters.resolve(db, path, kind, fmt, has_column_map=bool(column_map))
+        except NotThisFormat as exc:
+            raise FileRejected(str(exc)) from None
         with db.transaction():
-            result = _load(db, path, kind, digest, column_map, epoch_unit, loaded_at, future_limit)
+            result = _load(db, path, kind, adapter, sniffed, digest, column_map, epoch_unit, loaded_at,
+                           future_limit)
+            result.message = how + (f"; {result.message}" if result.message else "")
             # Scratch tables go in the same transaction, so a kill never leaves them behind.
             for name in _SCRATCH:
                 db.execute(f"drop table if exists {name}")
@@ -231,17 +231,11 @@ def _json_path(name: str) -> str:
     return '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _load(
-    db: Database,
-    path: Path,
-    kind: Kind,
-    digest: str,
-    column_map: dict[str, str],
-    epoch_unit: str,
-    loaded_at: dt.datetime,
-    future_limit: dt.datetime,
-) -> FileResult:
-    db.materialize("_ingest_src", _READ_SQL[kind], {"path": str(path)})
+def _canonical_fields(
+    db: Database, path: Path, kind: Kind, column_map: dict[str, str]
+) -> tuple[str, dict[str, object], str]:
+    """Read a canonical file into _ingest_src; return the src_fields select, its params, its style."""
+    db.materialize("_ingest_src", readers.READ_SQL[kind], {"path": str(path)})
     style = "json" if kind == "ndjson" else "struct"
     sources = {name: column_map.get(name, name) for name in CANONICAL_COLUMNS if name != "properties"}
     params: dict[str, object] = {}
@@ -272,14 +266,47 @@ def _load(
     fields_sql = (
         "select s._journeys_row as row_number, "  # noqa: S608
         + ", ".join(selects)
-        + f", {_PROPERTIES_SQL[style]} as properties from _ingest_src s {where}"
+        + f", {_PROPERTIES_SQL[style]} as properties{_EXTRA_FIELDS} from _ingest_src s {where}"
     )
+    return fields_sql, params, style
+
+
+def _adapter_fields(
+    db: Database, path: Path, kind: Kind, adapter: Adapter, sniffed: Sniffed
+) -> tuple[str, dict[str, object], str]:
+    """Read a file of a source format into _ingest_src (json style); return its adapter's select."""
+    db.materialize("_ingest_src", adapters.read_sql(adapter, kind, sniffed), {"path": str(path)})
+    if kind == "ndjson":
+        _check_json(db, path)
+    return adapter.fields_sql(), adapter.params(path), "json"
+
+
+def _load(
+    db: Database,
+    path: Path,
+    kind: Kind,
+    adapter: Adapter,
+    sniffed: Sniffed,
+    digest: str,
+    column_map: dict[str, str],
+    epoch_unit: str,
+    loaded_at: dt.datetime,
+    future_limit: dt.datetime,
+) -> FileResult:
+    if adapter.sql is None:
+        fields_sql, params, style = _canonical_fields(db, path, kind, column_map)
+    else:
+        fields_sql, params, style = _adapter_fields(db, path, kind, adapter, sniffed)
     typed_sql = load_sql("ingest/typed_events.sql")
     head = "with fields as ("
     if head not in typed_sql:  # pragma: no cover - guards an edit of the SQL file
         raise RuntimeError(f"sql/ingest/typed_events.sql must start its CTEs with {head!r}")
-    typed_sql = typed_sql.replace(head, f"with src_fields as ({fields_sql}),\nfields as (", 1)
-    db.materialize("_ingest_typed", typed_sql, {**params, "epoch_unit": epoch_unit})
+    typed_sql = typed_sql.replace(head, f"with src_fields as (\n{fields_sql}\n),\nfields as (", 1)
+    params = {**params, "epoch_unit": epoch_unit}
+    missing = sorted(sql_params(typed_sql) - params.keys())
+    if missing:  # pragma: no cover - guards an edit of an adapter SQL file
+        raise RuntimeError(f"{adapter.sql}: no value for parameter(s) {', '.join(missing)}")
+    db.materialize("_ingest_typed", typed_sql, params)
 
     checked = db.query(
         "select row_number, event_id, user_id, anonymous_id, ts, event_name, currency, country "
@@ -311,38 +338,77 @@ def _load(
         n_malformed += _quarantine_rejects(db, ids)
 
     columns = ", ".join(CANONICAL_COLUMNS)
+    # Of several rows with one event_id, the earliest dedupe_at (e.g. Snowplow's collector_tstamp)
+    # is kept, then the first in the file.
     db.materialize(
         "_ingest_good",
         "select * from _ingest_typed t "
         "where not exists (select 1 from _ingest_bad b where b.row_number = t.row_number) "
-        "qualify row_number() over (partition by event_id order by row_number) = 1",
+        "qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1",
     )
     n_parsed = int(db.scalar("select count(*) from _ingest_typed"))
     n_good_rows = n_parsed - int(db.scalar("select count(*) from _ingest_bad"))
+    n_replaced, days = _replace_days(db, adapter) if adapter.replaces_days else (0, [])
     db.execute(
         f"insert into raw.events select {columns}, $file_id, row_number from _ingest_good g "  # noqa: S608
         "where not exists (select 1 from raw.events e where e.event_id = g.event_id)",
         ids,
     )
+    for side in adapter.side_tables:
+        db.execute(f"insert into {side.table} select * from (\n{load_sql(side.sql)}\n)", ids)  # noqa: S608
     n_loaded = int(db.scalar("select count(*) from raw.events where file_id = $file_id", ids))
     n_quarantined = int(db.scalar("select count(*) from raw.quarantine where file_id = $file_id", ids))
     n_read = n_parsed + n_malformed
     units = sorted(
         db.query("select distinct ts_epoch_unit as u from _ingest_typed where ts_epoch_unit is not null")["u"]
     )
+    message = ""
+    if n_replaced:
+        message = f"replaced {n_replaced} events of day(s) {', '.join(days)} loaded before"
     result = FileResult(
-        path=str(path), status="loaded", format=kind, n_read=n_read, n_loaded=n_loaded,
+        path=str(path), status="loaded", format=adapter.name, kind=kind, n_read=n_read, n_loaded=n_loaded,
         n_duplicate=n_good_rows - n_loaded, n_quarantined=n_quarantined, file_id=file_id, epoch_units=units,
+        n_replaced=n_replaced, message=message,
     )
     db.execute(
-        "insert into raw.manifest values ($file_id, $path, $sha, $format, $n_read, $n_loaded, $n_duplicate, "
-        "$n_quarantined, $loaded_at)",
-        {**ids, "sha": digest, "format": kind, "n_read": n_read, "n_loaded": n_loaded,
-         "n_duplicate": result.n_duplicate, "n_quarantined": n_quarantined, "loaded_at": loaded_at},
+        "insert into raw.manifest (file_id, path, content_sha256, format, n_read, n_loaded, n_duplicate, "
+        "n_quarantined, loaded_at, kind, n_replaced) values ($file_id, $path, $sha, $format, $n_read, "
+        "$n_loaded, $n_duplicate, $n_quarantined, $loaded_at, $kind, $n_replaced)",
+        {**ids, "sha": digest, "format": adapter.name, "n_read": n_read, "n_loaded": n_loaded,
+         "n_duplicate": result.n_duplicate, "n_quarantined": n_quarantined, "loaded_at": loaded_at,
+         "kind": kind, "n_replaced": n_replaced},
     )
     if n_read != n_loaded + result.n_duplicate + n_quarantined:  # pragma: no cover - invariant guard
         raise RuntimeError(f"{path}: row accounting broken ({result})")
     return result
+
+
+def _replace_days(db: Database, adapter: Adapter) -> tuple[int, list[str]]:
+    """Delete the events (and side rows) of the days this file holds that earlier files of its format
+    loaded: a re-exported GA4 day replaces the day instead of adding to it.
+
+    A day is a (properties.event_date, properties.stream_id) pair of the file's parsed rows, so a
+    re-load of one property's day leaves other properties' days alone. Returns (events deleted, days).
+    """
+    db.materialize(
+        "_ingest_days",
+        "select distinct properties ->> 'event_date' as event_date, properties ->> 'stream_id' as stream_id "
+        "from _ingest_typed where properties ->> 'event_date' is not null",
+    )
+    days = sorted({d for d in db.query("select event_date from _ingest_days")["event_date"].to_list() if d})
+    replaced = (
+        "select e.event_id from raw.events e "
+        "join raw.manifest m on m.file_id = e.file_id and m.format = $format "
+        "join _ingest_days d on d.event_date = e.properties ->> 'event_date' "
+        "and d.stream_id is not distinct from e.properties ->> 'stream_id'"
+    )
+    bound = {"format": adapter.name}
+    n_replaced = int(db.scalar(f"select count(*) from ({replaced})", bound))  # noqa: S608
+    if n_replaced:
+        for side in adapter.side_tables:
+            db.execute(f"delete from {side.table} where event_id in ({replaced})", bound)  # noqa: S608
+        db.execute(f"delete from raw.events where event_id in ({replaced})", bound)  # noqa: S608
+    return n_replaced, days
 
 
 def _check_required(path: Path, present: set[str], sources: dict[str, str]) -> None:
@@ -380,7 +446,7 @@ def _quarantine_rejects(db: Database, ids: Mapping[str, object]) -> int:
         return 0
     db.execute(
         "insert into raw.quarantine select $file_id, $path, null, line, '<row>', 'malformed_row', "
-        "any_value(csv_line) from src_rejects group by line",
+        "trim(any_value(csv_line), chr(10) || chr(13)) from src_rejects group by line",
         ids,
     )
     return int(db.scalar("select count(distinct line) from src_rejects"))

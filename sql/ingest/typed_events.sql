@@ -1,11 +1,14 @@
 -- Grain: one row per parsed record of the file being loaded.
--- Reads: temp view src_fields (row_number, every canonical column as text, properties as json),
---        made by pipeline/ingest for one file.
+-- Reads: CTE src_fields (row_number, every canonical column as text, properties as json, ts_unit,
+--        dedupe_at), put in front of this file by pipeline/ingest for one file: the canonical
+--        column mapping or a format adapter (sql/ingest/adapters/<format>.sql).
 -- Params: $epoch_unit ('auto' | 's' | 'ms' | 'us' | 'ns'): how a numeric ts is read; 'auto' picks
---         by magnitude (< 1e11 seconds, < 1e14 millis, < 1e17 micros, else nanos).
+--         by magnitude (< 1e11 seconds, < 1e14 millis, < 1e17 micros, else nanos). A row's own
+--         ts_unit (an adapter that knows its unit, e.g. GA4 micros) wins over $epoch_unit.
 -- Meaning: trims and normalises text, casts ts and revenue, redacts e-mail addresses and sensitive
 --          query parameters from URLs, derives event_id when the source has none, and names the
---          first field that failed to cast (failed_field, reason) for quarantine.
+--          first field that failed to cast (failed_field, reason) for quarantine. dedupe_at (a
+--          timestamp, may be null) orders rows sharing an event_id: the earliest is kept.
 with fields as (
     select
         row_number,
@@ -27,7 +30,9 @@ with fields as (
         upper(nullif(trim(currency), '')) as currency,
         nullif(trim(device), '') as device,
         upper(nullif(trim(country), '')) as country,
-        nullif(cast(properties as varchar), '{}') as properties
+        nullif(cast(properties as varchar), '{}') as properties,
+        nullif(trim(ts_unit), '') as ts_unit_declared,
+        nullif(trim(dedupe_at), '') as dedupe_at_text
     from src_fields
 ),
 
@@ -44,6 +49,7 @@ units as (
         *,
         case
             when not is_ts_epoch then null
+            when ts_unit_declared is not null then ts_unit_declared
             when $epoch_unit <> 'auto' then $epoch_unit
             when abs(ts_number) < 1e11 then 's'
             when abs(ts_number) < 1e14 then 'ms'
@@ -65,6 +71,7 @@ typed as (
             else try_cast(try_cast(ts_text as timestamptz) as timestamp)
         end as ts,
         try_cast(revenue_text as decimal(18, 2)) as revenue,
+        try_cast(try_cast(dedupe_at_text as timestamptz) as timestamp) as dedupe_at,
         lower(regexp_replace(event_name_text, '[\s-]+', '_', 'g')) as event_name
     from units
 ),
@@ -117,6 +124,7 @@ final as (
         country,
         properties,
         ts_epoch_unit,
+        dedupe_at,
         case
             when ts_text is not null and ts is null then 'ts'
             when revenue_text is not null and revenue is null then 'revenue'

@@ -216,7 +216,7 @@ def run(
 
 
 # Command groups in pipeline/commands/, registered on `app` when imported.
-for _module in ("paths",):
+for _module in ("paths", "value"):
     importlib.import_module(f"pipeline.commands.{_module}")
 
 

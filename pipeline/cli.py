@@ -173,16 +173,27 @@ def sessions(
 @app.command()
 def report(
     db: DbOption = Path(DEFAULT_DB),
-    out: Annotated[Path, typer.Option("--out", help="Folder for report.html")] = Path("reports"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html (and a copy dated by the data).")] = Path(
+        "reports"
+    ),
 ) -> None:
-    """Write the self-contained HTML report.
+    """Write the self-contained HTML report (works offline; open it in any browser).
 
-    Example: journeys report --out reports
+    Writes <out>/report.html and <out>/report-<last day of data>.html, each atomically.
+    Example: journeys report --db data/sample.duckdb --out reports
     """
     from pipeline.report import write_report
 
     with open_db(db, read_only=True) as database:
-        path = write_report(database, out)
+        if sys.stderr.isatty():
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            with Progress(SpinnerColumn(), TextColumn("report: {task.description}"), TimeElapsedColumn(),
+                          transient=True) as progress:
+                task = progress.add_task("starting", total=None)
+                path = write_report(database, out, on_section=lambda name: progress.update(task, description=name))
+        else:
+            path = write_report(database, out)  # quiet in cron and pipes
     typer.echo(f"wrote {path}")
 
 
@@ -216,7 +227,7 @@ def run(
 
 
 # Command groups in pipeline/commands/, registered on `app` when imported.
-for _module in ("paths", "value"):
+for _module in ("paths", "value", "metrics"):
     importlib.import_module(f"pipeline.commands.{_module}")
 
 

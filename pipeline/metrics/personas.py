@@ -1,0 +1,147 @@
+"""Behavioural personas: users clustered by what their journeys look like (k-means, seeded).
+
+Reads ``staging.stg_touchpoints``, ``staging.stg_sessions`` and ``staging.stg_users`` through
+``sql/analysis/persona_features.sql`` (features per user, computed in SQL); clusters in numpy with
+``scipy.cluster.vq.kmeans2``; writes nothing.
+
+Features per user: the share of their steps at each touchpoint and at each stage, n_sessions,
+n_channels, converted (0/1) and revenue; each column is standardised (z-score; a constant column
+becomes 0). Clustering: a k-means++ start (``kmeans2``), then one ``kmeans2`` Lloyd step at a time
+until the labels settle; this runs ``n_init`` times from one ``numpy`` generator seeded with
+``seed`` and the run with the lowest within-cluster sum of squares is kept (a run that leaves a
+cluster empty only wins when every run does), so the same data and seed always give the same
+personas. Personas are numbered 1..k by size (largest first; ties by centroid). A persona
+is characterised by the touchpoints whose standardised mean is highest in it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.cluster.vq import kmeans2, vq
+
+from pipeline.db import Database, load_sql
+from pipeline.metrics.conversion import MetricError, add_rate
+
+TOUCHPOINT_PREFIX = "touchpoint:"
+
+
+@dataclass(frozen=True)
+class Personas:
+    summary: pl.DataFrame  # one row per persona
+    assignments: pl.DataFrame  # user_key, persona
+    centroids: pl.DataFrame  # persona, feature, standardised_mean
+
+
+def features(db: Database) -> tuple[list[str], list[str], np.ndarray]:
+    """(user_keys, feature names, matrix users x features), both sorted; a missing feature is 0."""
+    long = db.query(load_sql("analysis/persona_features.sql"))
+    if long.height == 0:
+        return [], [], np.zeros((0, 0))
+    wide = long.pivot(on="feature", index="user_key", values="value", aggregate_function="first").sort("user_key")
+    names = sorted(c for c in wide.columns if c != "user_key")
+    matrix = wide.select(names).fill_null(0.0).to_numpy().astype(float)
+    return wide["user_key"].to_list(), names, matrix
+
+
+def standardise(matrix: np.ndarray) -> np.ndarray:
+    mean = matrix.mean(axis=0)
+    sd = matrix.std(axis=0)
+    return np.where(sd > 0, (matrix - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+
+
+def cluster(data: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> np.ndarray:
+    """Labels 0..k-1 (0 = largest cluster) of the best of ``n_init`` seeded k-means++ runs."""
+    if np.unique(data, axis=0).shape[0] < k:
+        raise MetricError(f"cannot form {k} personas: fewer than {k} distinct behaviours")
+    rng = np.random.default_rng(seed)
+    best_labels, best_score = None, (True, np.inf)
+    for _ in range(n_init):  # restarts, not a loop over users
+        centroids, labels = _kmeans(data, k, rng)
+        has_empty = bool((np.bincount(labels, minlength=k) == 0).any())
+        score = (has_empty, float(((data - centroids[labels]) ** 2).sum()))
+        if score[0] < best_score[0] or (score[0] == best_score[0] and score[1] < best_score[1] - 1e-9):
+            best_labels, best_score = labels, score
+    assert best_labels is not None
+    sizes = np.bincount(best_labels, minlength=k)
+    means = np.array([data[best_labels == c].mean(axis=0) if sizes[c] else np.zeros(data.shape[1])
+                      for c in range(k)])
+    # order: size descending, then the centroid (lexicographic) so that ties are stable
+    order = sorted(range(k), key=lambda c: (-sizes[c], tuple(np.round(means[c], 9))))
+    relabel = np.empty(k, dtype=int)
+    relabel[order] = np.arange(k)
+    return relabel[best_labels]
+
+
+def _kmeans(data: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 300,
+            tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """kmeans2 from a k-means++ start, one Lloyd step at a time until the labels stop changing or
+    the centroids move less than ``tol`` in total squared distance (kmeans2 itself always runs all
+    ``iter`` steps; on standardised data this tolerance is scikit-learn's default)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an empty cluster is scored by the caller instead
+        centroids, labels = kmeans2(data, k, iter=1, minit="++", seed=rng, missing="warn")
+        for _ in range(max_iter):
+            new_centroids, new_labels = kmeans2(data, centroids, iter=1, minit="matrix", missing="warn")
+            settled = np.array_equal(new_labels, labels) or float(((new_centroids - centroids) ** 2).sum()) < tol
+            centroids, labels = new_centroids, new_labels
+            if settled:
+                break
+        labels = vq(data, centroids)[0]  # the labels of the final centroids
+    return centroids, labels
+
+
+def personas(db: Database, *, k: int = 4, seed: int = 0, top_n: int = 3, n_init: int = 10) -> Personas:
+    """Cluster users into ``k`` personas; summary columns: persona, n_users, share_of_users,
+    n_converted, conversion_rate (Wilson bounds), mean_revenue, mean_sessions, mean_channels,
+    top_touchpoints ('name (+z)' of the ``top_n`` highest standardised touchpoint means)."""
+    if k < 1:
+        raise MetricError(f"k must be >= 1, not {k}")
+    users, names, matrix = features(db)
+    if len(users) < k:
+        raise MetricError(f"cannot form {k} personas from {len(users)} users")
+    data = standardise(matrix)
+    labels = cluster(data, k, seed, n_init) + 1
+    column = {name: i for i, name in enumerate(names)}
+    persona_ids = np.arange(1, k + 1)
+    sizes = np.array([(labels == p).sum() for p in persona_ids])
+
+    def raw_sum(feature: str) -> np.ndarray:
+        values = matrix[:, column[feature]] if feature in column else np.zeros(len(users))
+        return np.bincount(labels, weights=values, minlength=k + 1)[1:]
+
+    def raw_mean(feature: str) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return raw_sum(feature) / sizes
+
+    z_means = np.array([data[labels == p].mean(axis=0) if sizes[p - 1] else np.zeros(len(names))
+                        for p in persona_ids])
+    touchpoints = [i for i, n in enumerate(names) if n.startswith(TOUCHPOINT_PREFIX)]
+    tops = []
+    for p in range(k):  # k personas, not users
+        ranked = sorted(touchpoints, key=lambda i: (-z_means[p, i], names[i]))[:top_n]
+        tops.append(", ".join(f"{names[i].removeprefix(TOUCHPOINT_PREFIX)} ({z_means[p, i]:+.2f})" for i in ranked))
+    summary = pl.DataFrame({
+        "persona": persona_ids,
+        "n_users": sizes,
+        "share_of_users": sizes / len(users),
+        "n_converted": np.rint(raw_sum("converted")).astype(np.int64),
+        "mean_revenue": raw_mean("revenue"),
+        "mean_sessions": raw_mean("n_sessions"),
+        "mean_channels": raw_mean("n_channels"),
+        "top_touchpoints": tops,
+    })
+    summary = add_rate(summary, "n_converted", "n_users", "conversion_rate").select(
+        "persona", "n_users", "share_of_users", "n_converted", "conversion_rate", "conversion_rate_low",
+        "conversion_rate_high", "mean_revenue", "mean_sessions", "mean_channels", "top_touchpoints",
+    )
+    assignments = pl.DataFrame({"user_key": users, "persona": labels})
+    centroids = pl.DataFrame({
+        "persona": np.repeat(persona_ids, len(names)),
+        "feature": names * k,
+        "standardised_mean": z_means.ravel(),
+    })
+    return Personas(summary, assignments, centroids)

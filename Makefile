@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE_DB ?= data/sample.duckdb
 SAMPLE_FILES := $(wildcard data/sample/*.csv.gz)
 
-.PHONY: setup report test bench lint sample clean
+.PHONY: setup report test bench lint sample clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
@@ -26,7 +26,26 @@ report: $(STAMP)
 	$(JOURNEYS) report --db $(SAMPLE_DB) --out reports
 	@echo "open reports/report.html"
 
-test: $(STAMP)
+# Headless Chromium for the report's browser tests (tests/report/test_browser.py), from Debian's
+# packages: playwright drives /usr/bin/chromium (it cannot download a browser of its own here).
+# Installs only when /usr/bin/chromium is missing; without root it says what to run, and the browser
+# tests skip with the same hint.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "chromium: $(CHROMIUM) is present"; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		echo "chromium: installing Debian's chromium (apt-get) for the browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null && \
+		echo "chromium: installed $(CHROMIUM)"; \
+	else \
+		echo "chromium: $(CHROMIUM) is missing and this is not root."; \
+		echo "  Run: sudo apt-get update && sudo apt-get install -y chromium   (then make test again)"; \
+		echo "  Until then the report's browser tests are skipped."; \
+	fi
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -1,34 +1,25 @@
 """The HTML report: one self-contained file (plotly inlined, no network needed).
 
-Reads the built tables (read-only); writes ``<out>/report.html`` and a dated copy, each through a
-temporary file renamed into place, so a reader never sees a half-written report.
+Reads the built tables (read-only is enough); writes ``<out>/report.html`` and a copy named after
+the data's last day (``report-YYYY-MM-DD.html``), each through a temporary file renamed into place,
+so a reader never sees a half-written report.
+
+Modules: :mod:`.data` gathers every number (through the analysis APIs), :mod:`.sections` turns them
+into findings, tables and charts, :mod:`.charts` builds the plotly figures, :mod:`.html` escapes,
+formats and assembles the page, :mod:`.drilldown` holds the drop-off exploration the notebook uses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import plotly.graph_objects as go
-import plotly.io as pio
-import polars as pl
-
 from pipeline.db import Database
-
-
-def _table_html(frame: pl.DataFrame, caption: str) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
-        for row in frame.iter_rows()
-    )
-    return (
-        f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{body}</tbody></table>"
-    )
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -40,49 +31,83 @@ def atomic_write(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+@dataclass
+class ReportResult:
+    html: str
+    data_last_day: dt.date
+    n_charts: int
+    errors: dict[str, str] = field(default_factory=dict)  # section -> one-line error
+    missing: dict[str, str] = field(default_factory=dict)  # section -> module not installed
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def render_report(db: Database, *, on_section: Callable[[str], None] | None = None) -> ReportResult:
+    """Compute every section and assemble the page (no file is written)."""
+    import plotly.offline
+
+    from pipeline.report import charts, html, sections
+    from pipeline.report.data import ReportData
+
+    data = ReportData(db)
+    page = sections.Page()
+    built, seconds = [], {}
+    for fn in sections.SECTIONS:
+        anchor, nav = sections.NAMES[fn]
+        if on_section is not None:
+            on_section(nav)
+        started = time.perf_counter()
+        built.append(sections.build_section(fn, data, page))
+        seconds[anchor] = round(time.perf_counter() - started, 3)
+    period = data.period
+    totals = data.totals
+    shown = [s for s in built if s.missing is None]
+    body = "".join(sections.render(s) for s in shown) + "".join(page.blocks)
+    missing = {s.nav: s.missing for s in built if s.missing is not None}
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")  # display only, never in a metric
+    footer = (
+        f"Journeys report · data {html.esc(period.data_first_day.isoformat())} to "
+        f"{html.esc(period.data_last_day.isoformat())} · {html.esc(html.fmt_int(totals['n_events']))} events · "
+        f"generated {html.esc(generated)} from {html.esc(Path(db.path).name)}"
+        + ("<br>Not in this report (analysis not installed): "
+           + html.esc(", ".join(f"{k} ({v})" for k, v in missing.items())) if missing else "")
+    )
+    subtitle = (
+        f"{html.fmt_int(totals['n_users'])} people, {html.fmt_int(totals['n_sessions'])} sessions, "
+        f"{html.fmt_int(totals['n_orders'])} orders, {html.fmt_money(totals['revenue'], data.currency)} revenue · "
+        f"{period.data_first_day:%d %b %Y} to {period.data_last_day:%d %b %Y} · "
+        f"current period {period.label('current')}"
+    )
+    text = html.page(
+        title="Customer journeys report",
+        subtitle=subtitle,
+        nav=[(s.anchor, s.nav) for s in shown],
+        body=body,
+        footer=footer,
+        plotly_js=plotly.offline.get_plotlyjs(),
+        template_json=charts.template_json(),
+    )
+    return ReportResult(
+        html=text, data_last_day=period.data_last_day, n_charts=page.n_charts,
+        errors={s.nav: s.error for s in built if s.error is not None}, missing=missing, seconds=seconds,
+    )
+
+
 def build_html(db: Database) -> str:
-    manifest = db.query(
-        "select path, n_read, n_loaded, n_duplicate, n_quarantined, loaded_at from raw.manifest order by file_id"
-    )
-    quarantine = db.query(
-        "select reason, field, count(*) as n_rows from raw.quarantine group by reason, field order by n_rows desc"
-    )
-    per_day = db.query(
-        "select cast(started_at as date) as day, count(*) as n_sessions, "
-        "count(*) filter (where has_purchase) as n_purchase_sessions "
-        "from staging.stg_sessions group by day order by day"
-    )
-    by_channel = db.query(
-        "select channel, count(*) as n_sessions, avg(cast(has_purchase as double)) as conversion_rate, "
-        "sum(revenue) as revenue from staging.stg_sessions group by channel order by n_sessions desc"
-    )
-    figure = go.Figure(go.Scatter(x=per_day["day"].to_list(), y=per_day["n_sessions"].to_list(), name="sessions"))
-    figure.update_layout(title="Sessions per day", height=320, margin=dict(l=40, r=20, t=40, b=30))
-    chart = pio.to_html(figure, include_plotlyjs=True, full_html=False)
-    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Journeys report</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px}"
-        "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ddd;padding:4px 8px}"
-        "caption{text-align:left;font-weight:600}</style></head><body>"
-        f"<h1>Journeys report</h1><p>Generated {html.escape(generated)}</p>"
-        + chart
-        + _table_html(by_channel, "Sessions and conversion by channel")
-        + _table_html(manifest, "Files loaded")
-        + _table_html(quarantine, "Quarantined rows by reason")
-        + "</body></html>"
-    )
+    return render_report(db).html
 
 
-def write_report(db: Database, out: Path) -> Path:
-    text = build_html(db)
+def write_report(db: Database, out: Path, *, on_section: Callable[[str], None] | None = None) -> Path:
+    """Write ``out/report.html`` and ``out/report-<data's last day>.html``; return the first."""
+    result = render_report(db, on_section=on_section)
+    out = Path(out)
     target = out / "report.html"
-    atomic_write(target, text)
-    atomic_write(out / f"report-{dt.date.today().isoformat()}.html", text)
+    atomic_write(target, result.html)
+    atomic_write(out / f"report-{result.data_last_day.isoformat()}.html", result.html)
     return target

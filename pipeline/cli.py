@@ -227,7 +227,7 @@ def run(
 
 
 # Command groups in pipeline/commands/, registered on `app` when imported.
-for _module in ("paths", "value", "metrics", "export"):
+for _module in ("paths", "value", "metrics", "export", "funnels"):
     importlib.import_module(f"pipeline.commands.{_module}")
 
 

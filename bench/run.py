@@ -29,6 +29,9 @@ STAGE_CODE = {
         "db.scalar(\"select count(distinct user_id) + count(distinct session_id) from read_parquet($p)\", "
         "{{'p': {glob!r}}})"
     ),
+    "pandas_baseline": (
+        "import sys; sys.path.insert(0, {bench!r}); from baseline_pandas import run; run({glob!r})"
+    ),
     "ingest": (
         "import glob; from pipeline.db import Database; from pipeline.ingest import ingest_files; "
         "db = Database({db!r}); ingest_files(db, sorted(glob.glob({glob!r}))); db.close()"
@@ -74,8 +77,8 @@ def bench(size: str) -> dict[str, object]:
             capture_output=True, text=True, check=True,
         ).stdout
     )
-    for stage in ("duckdb_scan", "ingest", "build", "transitions"):
-        results[stage] = run_stage(stage, db=str(db), glob=glob)
+    for stage in ("duckdb_scan", "pandas_baseline", "ingest", "build", "transitions"):
+        results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
     pipeline = ("ingest", "build", "transitions")
     results["end_to_end"] = {
         "seconds": sum(results[s]["seconds"] for s in pipeline),  # type: ignore[index]
@@ -100,9 +103,14 @@ def main() -> None:
             rate = report["n_events"] / r["seconds"] if stage != "generate" else float("nan")
             print(f"{size:>5} {stage:<12} {r['seconds']:>8.2f} {rate:>12,.0f} {r['peak_rss_mb']:>12,.0f}")
         (HERE / "results" / f"{size}.json").write_text(json.dumps(report, indent=1) + "\n")
-        floor = report["stages"]["duckdb_scan"]["seconds"]  # type: ignore[index]
-        total = report["stages"]["end_to_end"]["seconds"]  # type: ignore[index]
-        print(f"{size:>5} {'ratio':<12} end-to-end / raw DuckDB scan = {total / floor:.1f}x")
+        stages = report["stages"]
+        floor = stages["duckdb_scan"]["seconds"]  # type: ignore[index]
+        total = stages["end_to_end"]["seconds"]  # type: ignore[index]
+        core = stages["build"]["seconds"] + stages["transitions"]["seconds"]  # type: ignore[index]
+        pandas_s = stages["pandas_baseline"]["seconds"]  # type: ignore[index]
+        print(f"{size:>5} {'ratio':<12} end-to-end / raw DuckDB scan = {total / floor:.1f}x; "
+              f"pandas baseline (sessions, transitions, funnel, no validation) / our build+transitions = "
+              f"{pandas_s / core:.2f}x")
 
 
 if __name__ == "__main__":

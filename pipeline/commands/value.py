@@ -232,8 +232,6 @@ def risk(
     check_choice("--value-basis", value_basis, rk.VALUE_BASES)
     if value is not None and not value >= 0:
         raise UsageError("--value must be >= 0")
-    if level == "funnel" and not rk.funnel_available():
-        raise UsageError("--level funnel needs pipeline.metrics.funnel, which is not installed")
     options = _clv_options(None, "day", horizon, discount_rate)
     levels = rk.CHAIN_LEVELS if level == "all" else (level,) if level != "funnel" else ()
     with open_db(db, read_only=True) as database:
@@ -243,7 +241,7 @@ def risk(
             if levels:
                 frames.append(rk.revenue_at_risk(database, levels=levels, scope=scope, goal=goal,  # type: ignore[arg-type]
                                                  value_per_conversion=worth))
-            if level == "funnel" or (level == "all" and rk.funnel_available()):
+            if level in ("funnel", "all"):
                 try:
                     frames.append(rk.revenue_at_risk(database, levels=(), scope=scope, value_per_conversion=worth,
                                                      funnel_steps=funnel))

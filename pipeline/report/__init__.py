@@ -44,7 +44,6 @@ class ReportResult:
     data_last_day: dt.date
     n_charts: int
     errors: dict[str, str] = field(default_factory=dict)  # section -> one-line error
-    missing: dict[str, str] = field(default_factory=dict)  # section -> module not installed
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -67,16 +66,12 @@ def render_report(db: Database, *, on_section: Callable[[str], None] | None = No
         seconds[anchor] = round(time.perf_counter() - started, 3)
     period = data.period
     totals = data.totals
-    shown = [s for s in built if s.missing is None]
-    body = "".join(sections.render(s) for s in shown) + "".join(page.blocks)
-    missing = {s.nav: s.missing for s in built if s.missing is not None}
+    body = "".join(sections.render(s) for s in built) + "".join(page.blocks)
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")  # display only, never in a metric
     footer = (
         f"Journeys report · data {html.esc(period.data_first_day.isoformat())} to "
         f"{html.esc(period.data_last_day.isoformat())} · {html.esc(html.fmt_int(totals['n_events']))} events · "
         f"generated {html.esc(generated)} from {html.esc(Path(db.path).name)}"
-        + ("<br>Not in this report (analysis not installed): "
-           + html.esc(", ".join(f"{k} ({v})" for k, v in missing.items())) if missing else "")
     )
     subtitle = (
         f"{html.fmt_int(totals['n_users'])} people, {html.fmt_int(totals['n_sessions'])} sessions, "
@@ -87,7 +82,7 @@ def render_report(db: Database, *, on_section: Callable[[str], None] | None = No
     text = html.page(
         title="Customer journeys report",
         subtitle=subtitle,
-        nav=[(s.anchor, s.nav) for s in shown],
+        nav=[(s.anchor, s.nav) for s in built],
         body=body,
         footer=footer,
         plotly_js=plotly.offline.get_plotlyjs(),
@@ -95,7 +90,7 @@ def render_report(db: Database, *, on_section: Callable[[str], None] | None = No
     )
     return ReportResult(
         html=text, data_last_day=period.data_last_day, n_charts=page.n_charts,
-        errors={s.nav: s.error for s in built if s.error is not None}, missing=missing, seconds=seconds,
+        errors={s.nav: s.error for s in built if s.error is not None}, seconds=seconds,
     )
 
 

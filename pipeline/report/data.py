@@ -22,7 +22,11 @@ import polars as pl
 
 from pipeline import paths
 from pipeline.db import Database, load_sql
-from pipeline.metrics import stats
+
+# Imported at the top: no metric module imports pipeline.report, so there is no cycle. Inside ReportData the
+# module names (journey_map, personas, experiments) are the modules: methods of the same name do not shadow
+# globals.
+from pipeline.metrics import abandonment, conversion, experiments, funnel, journey_map, personas, segments, stats
 
 PERIOD_DAYS = 28
 GOAL = "purchase"
@@ -45,16 +49,6 @@ class Period:
     def label(self, which: str) -> str:
         a, b = self.current if which == "current" else self.previous
         return f"{a:%d %b} – {b:%d %b %Y}"
-
-
-def _module(name: str):
-    """An analysis module, or None while it is not installed (sections say so instead of guessing)."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
 
 
 class ReportData:
@@ -159,9 +153,6 @@ class ReportData:
     @functools.cached_property
     def before_after(self) -> pl.DataFrame:
         """``pipeline.metrics.experiments.compare_periods`` of the previous vs the current period."""
-        experiments = _module("pipeline.metrics.experiments")
-        if experiments is None:
-            raise ModuleNotFoundError("pipeline.metrics.experiments is not installed")
         return experiments.compare_periods(self.db, self.period.previous, self.period.current)
 
     def kpi_table(self) -> pl.DataFrame:
@@ -205,9 +196,6 @@ class ReportData:
     @functools.cached_property
     def channel_changes(self) -> pl.DataFrame:
         """Session conversion per channel, previous vs current period, z-test, BH-adjusted."""
-        conversion = _module("pipeline.metrics.conversion")
-        if conversion is None:
-            raise ModuleNotFoundError("pipeline.metrics.conversion is not installed")
         p = self.period
         one = dt.timedelta(days=1)
         before = conversion.conversion_rates(self.db, by="channel", start=p.previous[0], end=p.previous[1] + one)
@@ -228,10 +216,7 @@ class ReportData:
     # -- journey map, funnel --------------------------------------------------------------------
     @functools.cached_property
     def journey_map_frame(self) -> pl.DataFrame:
-        module = _module("pipeline.metrics.journey_map")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.journey_map is not installed")
-        return module.journey_map(self.db, scope="user", goal=GOAL, top_n=4)
+        return journey_map.journey_map(self.db, scope="user", goal=GOAL, top_n=4)
 
     def journey_map(self) -> pl.DataFrame:
         frame = self.journey_map_frame
@@ -311,20 +296,14 @@ class ReportData:
     def stage_funnel_frame(self) -> pl.DataFrame:
         """``pipeline.metrics.funnel.funnel`` over the stages in order, the purchase after its stage
         (ordered mode, people)."""
-        module = _module("pipeline.metrics.funnel")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.funnel is not installed")
-        return module.funnel(self.db, self.stage_funnel_steps, mode="ordered", scope="user")
+        return funnel.funnel(self.db, self.stage_funnel_steps, mode="ordered", scope="user")
 
     def stage_funnel(self) -> pl.DataFrame:
         return self.stage_funnel_frame
 
     @functools.cached_property
     def checkout_funnel_by_device(self) -> pl.DataFrame:
-        module = _module("pipeline.metrics.funnel")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.funnel is not installed")
-        return module.funnel(self.db, "view_item,add_to_cart,begin_checkout,purchase", mode="ordered",
+        return funnel.funnel(self.db, "view_item,add_to_cart,begin_checkout,purchase", mode="ordered",
                              scope="session", count="sessions", by="device")
 
     # -- paths ----------------------------------------------------------------------------------
@@ -461,24 +440,15 @@ class ReportData:
     # -- segments -------------------------------------------------------------------------------
     @functools.cached_property
     def conversion_by(self) -> dict[str, pl.DataFrame]:
-        conversion = _module("pipeline.metrics.conversion")
-        if conversion is None:
-            raise ModuleNotFoundError("pipeline.metrics.conversion is not installed")
         return {by: conversion.conversion_rates(self.db, by=by) for by in ("channel", "device")}
 
     @functools.cached_property
     def abandonment_by_device(self) -> pl.DataFrame:
-        module = _module("pipeline.metrics.abandonment")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.abandonment is not installed")
-        return module.cart_checkout_abandonment(self.db, by="device")
+        return abandonment.cart_checkout_abandonment(self.db, by="device")
 
     @functools.cached_property
     def abandonment_overall(self) -> pl.DataFrame:
-        module = _module("pipeline.metrics.abandonment")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.abandonment is not installed")
-        return module.cart_checkout_abandonment(self.db, by="all")
+        return abandonment.cart_checkout_abandonment(self.db, by="all")
 
     def export_conversion_by(self) -> pl.DataFrame:
         frames = [f.rename({"group": "group_value"}) for f in self.conversion_by.values()]
@@ -487,24 +457,18 @@ class ReportData:
 
     @functools.cached_property
     def segment_summary(self) -> pl.DataFrame:
-        module = _module("pipeline.metrics.segments")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.segments is not installed")
         from pipeline import config
 
         try:
             cfg = config.load(None)
         except Exception:  # noqa: BLE001 - built-in segments only
             cfg = {}
-        chosen = module.segments(self.db, cfg.get("segments") if isinstance(cfg, dict) else None)
-        return module.segment_summary(self.db, chosen)
+        chosen = segments.segments(self.db, cfg.get("segments") if isinstance(cfg, dict) else None)
+        return segments.segment_summary(self.db, chosen)
 
     @functools.cached_property
     def personas(self):
-        module = _module("pipeline.metrics.personas")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.personas is not installed")
-        return module.personas(self.db, k=4, seed=0, n_init=4)
+        return personas.personas(self.db, k=4, seed=0, n_init=4)
 
     @functools.cached_property
     def experiment_keys(self) -> list[str]:
@@ -517,10 +481,7 @@ class ReportData:
 
     @functools.cached_property
     def experiments(self) -> dict[str, pl.DataFrame]:
-        module = _module("pipeline.metrics.experiments")
-        if module is None:
-            raise ModuleNotFoundError("pipeline.metrics.experiments is not installed")
-        return {key: module.experiment(self.db, variant_key=key) for key in self.experiment_keys[:3]}
+        return {key: experiments.experiment(self.db, variant_key=key) for key in self.experiment_keys[:3]}
 
     # -- data quality ---------------------------------------------------------------------------
     @functools.cached_property

@@ -4,8 +4,7 @@ title that states the finding, a short "how to read this", charts, tables and CS
 A section is a function ``(data, page) -> Section``; it never computes a metric itself (that is
 ``data``'s job), it only picks the headline number out of the frames it is given and formats it. A
 section whose inputs fail is shown with its one-line error (and marked ``data-section-error``), so
-one broken analysis never takes the whole report down; a section whose analysis module is not
-installed says so instead of showing anything made up.
+one broken analysis never takes the whole report down.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from pipeline.metrics.abandonment import CART_ABANDONMENT_BENCHMARK
 from pipeline.report import charts
 from pipeline.report.data import GOAL, ReportData
 from pipeline.report.html import (
@@ -46,7 +46,6 @@ class Section:
     how: str = ""
     body: str = ""
     error: str | None = None
-    missing: str | None = None
 
 
 @dataclass
@@ -82,8 +81,6 @@ class Page:
 
 
 def render(section: Section) -> str:
-    if section.missing is not None:
-        return ""
     if section.error is not None:
         return (
             f'<section class="card" id="{esc(section.anchor)}" data-section-error="1">'
@@ -646,12 +643,10 @@ def segments(data: ReportData, page: Page) -> Section:
     body += page.csv("conversion_by_channel", channel) + page.csv("conversion_by_device", conv["device"],
                                                                   "Download conversion by device (CSV)")
     if ab is not None and ab.height:
-        from pipeline.metrics import abandonment as abandonment_module
-
         body += page.chart("cart-abandonment-device",
                            charts.rate_bars(ab, "group", "abandonment_rate", title_x="cart abandonment",
                                             highlight=ab.row(0, named=True)["group"],
-                                            benchmark=abandonment_module.CART_ABANDONMENT_BENCHMARK,
+                                            benchmark=CART_ABANDONMENT_BENCHMARK,
                                             benchmark_label="industry average"),
                            "Cart abandonment by device")
         body += page.csv("abandonment_by_device", data.abandonment_by_device, "Download abandonment by device (CSV)")
@@ -842,10 +837,6 @@ def build_section(fn: Callable[[ReportData, Page], Section], data: ReportData, p
     state = (len(page.blocks), page.n_charts)
     try:
         section = fn(data, page)
-    except ModuleNotFoundError as exc:
-        del page.blocks[state[0]:]
-        page.n_charts = state[1]
-        return Section(anchor, nav, "", missing=_one_line(exc))
     except Exception as exc:  # noqa: BLE001 - reported in the page, the rest of the report still renders
         del page.blocks[state[0]:]
         page.n_charts = state[1]

@@ -31,13 +31,12 @@ Revenue at risk of a drop-off point (a node where non-converting journeys ended)
   :meth:`pipeline.value.customers.ClvResult.new_customer_clv`), the value of the lost customer.
   A number can be given instead (``value_per_conversion``).
 
-Funnel steps (when :mod:`pipeline.metrics.funnel` is installed and steps are given) are valued the
-same way: leavers at step k x the funnel's conversion from step k+1 to its last step x value.
+Funnel steps (``funnel_steps``, through :mod:`pipeline.metrics.funnel`) are valued the same way:
+leavers at step k x the funnel's conversion from step k+1 to its last step x value.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -46,6 +45,7 @@ import polars as pl
 
 from pipeline import paths
 from pipeline.db import Database, load_sql
+from pipeline.metrics import funnel as fn
 from pipeline.value import markov
 from pipeline.value.customers import ClvOptions, CustomerValueError, average_order_value, fit_clv
 
@@ -202,11 +202,6 @@ def revenue_at_risk(
     return pl.concat(frames, how="vertical").with_columns(pl.lit(basis).alias("value_basis"))
 
 
-def funnel_available() -> bool:
-    """Whether ``pipeline.metrics.funnel`` is installed (funnel steps can then be valued too)."""
-    return importlib.util.find_spec("pipeline.metrics.funnel") is not None
-
-
 def _funnel_dropoffs(db: Database, steps: str | Sequence[str], scope: str, value: float) -> pl.DataFrame:
     """Funnel steps as drop-off points: leavers at step k x P(last step | step k+1) x value.
 
@@ -216,10 +211,6 @@ def _funnel_dropoffs(db: Database, steps: str | Sequence[str], scope: str, value
     through the same SQL as the chain's drop-offs (a path funnel is a chain whose only continuation
     of step k is step k+1).
     """
-    if not funnel_available():
-        raise RiskError("funnel steps need pipeline.metrics.funnel, which is not installed")
-    from pipeline.metrics import funnel as fn
-
     try:
         frame = fn.funnel(db, steps, scope=scope)  # type: ignore[arg-type]
     except fn.FunnelError as exc:

@@ -186,7 +186,6 @@ def test_before_after_finds_the_planted_change(two_weeks):
 
 
 def test_before_after_funnel_steps(two_weeks):
-    pytest.importorskip("pipeline.metrics.funnel")
     frame = compare_periods(two_weeks, BEFORE, AFTER, funnel_steps="add_to_cart,purchase")
     rows = {r["metric"]: r for r in frame.iter_rows(named=True)}
     # entry: 40 of 100 sessions add to cart in each week; then 10 of 40 buy before, 30 of 40 after

@@ -56,7 +56,6 @@ class Written:
     seconds: float
     n_charts: int
     errors: dict = field(default_factory=dict)
-    missing: dict = field(default_factory=dict)
     section_seconds: dict = field(default_factory=dict)
 
 
@@ -71,7 +70,7 @@ def sample_report(sample_db, tmp_path_factory) -> Written:
     target = out / "report.html"
     atomic_write(target, result.html)
     seconds = time.perf_counter() - started
-    return Written(target, seconds, result.n_charts, result.errors, result.missing, result.seconds)
+    return Written(target, seconds, result.n_charts, result.errors, result.seconds)
 
 
 def hostile_events() -> pl.DataFrame:

@@ -83,7 +83,6 @@ def test_revenue_at_risk_hand_solved(chain):
 
 
 def test_funnel_steps_are_valued_like_the_chain(chain):
-    pytest.importorskip("pipeline.metrics.funnel")
     frame = risk.revenue_at_risk(chain, levels=(), value_basis="aov",
                                  funnel_steps="product_page,cart,checkout,purchase")
     assert set(frame["level"]) == {"funnel"}

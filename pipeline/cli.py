@@ -131,17 +131,39 @@ def build(
     full_refresh: Annotated[
         bool, typer.Option("--full-refresh", help="Rebuild everything instead of only the users new events touch.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="duckdb | spark (spark: the same models on PySpark, always a full build; "
+                     "needs the 'spark' extra of journeys: pyspark 4, sqlglot, Java 17+)"),
+    ] = "duckdb",
+    spark_master: Annotated[
+        str | None,
+        typer.Option("--spark-master", help="Spark master URL (default local[*]): spark://host:7077, yarn, "
+                     "k8s://..., or Spark Connect sc://host:15002. Parquet goes to $JOURNEYS_SPARK_DIR "
+                     "(default <db>.spark/), which the cluster must be able to read and write."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Build staging, paths and marts tables from the loaded events.
 
     Example: journeys build --db data/journeys.duckdb --json
+    Example: journeys build --engine spark --spark-master sc://spark-connect:15002
     """
     from pipeline.build import build as run_build
+    from pipeline.commands.common import check_choice
+    from pipeline.engines import ENGINES
 
+    check_choice("--engine", engine, ENGINES)
+    if spark_master is not None and engine != "spark":
+        raise UsageError("--spark-master needs --engine spark")
     cfg = load_config(config)
     with open_db(db) as database:
-        summary = run_build(database, cfg, "full" if full_refresh else "auto")
+        if engine == "spark":
+            from pipeline.engines.spark import DEFAULT_MASTER, build_spark
+
+            summary, _ = build_spark(database, cfg, master=spark_master or DEFAULT_MASTER, stop_session=True)
+        else:
+            summary = run_build(database, cfg, "full" if full_refresh else "auto")
     if as_json:
         typer.echo(to_json(summary.as_dict()))
         return

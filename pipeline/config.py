@@ -39,7 +39,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
     },
     "sessions": {
-        "timeout_minutes": Key(float, 30.0, minimum=1, maximum=24 * 60, doc="inactivity gap that ends a session"),
+        "timeout_minutes": Key(
+            int, 30, minimum=1, maximum=24 * 60, doc="inactivity gap (whole minutes) that ends a session"
+        ),
         "session_source": Key(
             str, "inactivity", choices=("inactivity", "source"),
             doc="'source' keeps the session id of the input where it has one",
@@ -226,7 +228,8 @@ def _check(origin: str, dotted: str, key: Key, value: Any) -> Any:
     if key.type is float and isinstance(value, int | float) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, key.type) or isinstance(value, bool) and key.type is not bool:
-        raise ConfigError(f"{origin}: {dotted} must be a {key.type.__name__}, got {value!r}")
+        kind = {int: "whole number", float: "number", str: "string", bool: "true or false"}[key.type]
+        raise ConfigError(f"{origin}: {dotted} must be a {kind}, got {value!r}")
     if key.choices is not None and value not in key.choices:
         options = [str(c) for c in key.choices]
         raise ConfigError(f"{origin}: {dotted} = {value!r} is not allowed{_suggest(str(value), options)}")

@@ -71,7 +71,7 @@ def test_thirty_incremental_batches_equal_one_full_build(tmp_path):
     assert got["staging.stg_events"].height > 5000
     # a run with nothing new does nothing; a changed config forces a full build
     assert build(inc, cfg).mode == "up_to_date"
-    cfg["sessions"]["timeout_minutes"] = 45.0
+    cfg["sessions"]["timeout_minutes"] = 45
     assert build(inc, cfg).mode == "full"
 
 

@@ -35,7 +35,9 @@ totals as (
         session_key,
         any_value(user_key) as user_key,
         any_value(session_index) as session_index,
-        any_value(source_session_id) as source_session_id,
+        -- the source session of the first event that has one (any_value would be arbitrary when an
+        -- inactivity session spans several source sessions, and differ between engines)
+        arg_min(source_session_id, session_event_index) as source_session_id,
         min(ts) as started_at,
         max(ts) as ended_at,
         count(*) as n_events,

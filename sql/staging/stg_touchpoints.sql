@@ -126,7 +126,9 @@ final as (
         s.user_key,
         s.session_key,
         s.session_index,
-        row_number() over (partition by s.user_key order by s.ts, s.step_kind, s.event_id) as user_step_index,
+        row_number() over (
+            partition by s.user_key order by s.ts, s.session_index, s.step_kind, s.event_id
+        ) as user_step_index,
         row_number() over (partition by s.session_key order by s.ts, s.step_kind, s.event_id) as session_step_index,
         s.ts,
         s.step_kind = 0 as is_channel_step,

@@ -23,7 +23,7 @@ def test_sessions_split_on_inactivity_exactly_at_the_timeout(db, cfg):
 
 
 def test_timeout_is_configurable(db, cfg):
-    cfg["sessions"]["timeout_minutes"] = 10.0
+    cfg["sessions"]["timeout_minutes"] = 10
     frame = make_journeys({"u1": [("page_view", 0), ("view_item", 11), ("add_to_cart", 20)]})
     _build(db, cfg, frame)
     assert db.scalar("select count(*) from staging.stg_sessions") == 2

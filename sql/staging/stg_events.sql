@@ -8,9 +8,8 @@
 --          the session they belong to and their position in the user's and the session's journey.
 --          A session starts after a gap of more than the timeout; sessions are numbered by start.
 with events as (
-    select *
-    from raw.events
-    qualify row_number() over (partition by event_id order by file_id, row_number) = 1
+    -- raw.events holds each event_id once: ingest deduplicates within and across files.
+    select * from raw.events
 ),
 
 identity as (
@@ -59,8 +58,12 @@ keyed as (
 ),
 
 ordered as (
+    -- The session windows sort only these narrow columns; the wide ones join back at the end.
     select
-        *,
+        event_id,
+        user_key,
+        ts,
+        session_id,
         ts - lag(ts) over (partition by user_key order by ts, event_id) as gap
     from keyed
 ),
@@ -97,34 +100,45 @@ numbered as (
     )
 ),
 
-final as (
+positions as (
     select
         event_id,
         user_key,
-        user_key || ':' || cast(session_index as varchar) as session_key,
         session_index,
         user_event_index,
-        row_number() over (partition by user_key, session_index order by ts, event_id) as session_event_index,
-        row_number() over (partition by user_key, session_index order by ts, event_id) = 1 as is_session_start,
-        user_id,
-        anonymous_id,
-        session_id as source_session_id,
-        ts,
-        event_name,
-        raw_event_name,
-        source,
-        medium,
-        campaign,
-        channel,
-        page_url,
-        referrer,
-        product_id,
-        revenue,
-        currency,
-        device,
-        country,
-        properties
+        row_number() over (partition by user_key, session_index order by ts, event_id) as session_event_index
     from numbered
+),
+
+final as (
+    select
+        k.event_id,
+        k.user_key,
+        k.user_key || ':' || cast(p.session_index as varchar) as session_key,
+        p.session_index,
+        p.user_event_index,
+        p.session_event_index,
+        p.session_event_index = 1 as is_session_start,
+        k.user_id,
+        k.anonymous_id,
+        k.session_id as source_session_id,
+        k.ts,
+        k.event_name,
+        k.raw_event_name,
+        k.source,
+        k.medium,
+        k.campaign,
+        k.channel,
+        k.page_url,
+        k.referrer,
+        k.product_id,
+        k.revenue,
+        k.currency,
+        k.device,
+        k.country,
+        k.properties
+    from keyed as k
+    inner join positions as p on k.event_id = p.event_id
 )
 
 select * from final

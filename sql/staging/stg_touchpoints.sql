@@ -121,15 +121,24 @@ steps as (
     select * from channel_steps
 ),
 
+positions as (
+    -- The step order is sorted on these narrow columns only; the wide ones join back below.
+    select
+        cast(step_kind as varchar) || ':' || coalesce(event_id, session_key) as step_key,
+        row_number() over (
+            partition by user_key order by ts, session_index, step_kind, event_id
+        ) as user_step_index,
+        row_number() over (partition by session_key order by ts, step_kind, event_id) as session_step_index
+    from steps
+),
+
 final as (
     select
         s.user_key,
         s.session_key,
         s.session_index,
-        row_number() over (
-            partition by s.user_key order by s.ts, s.session_index, s.step_kind, s.event_id
-        ) as user_step_index,
-        row_number() over (partition by s.session_key order by s.ts, s.step_kind, s.event_id) as session_step_index,
+        p.user_step_index,
+        p.session_step_index,
         s.ts,
         s.step_kind = 0 as is_channel_step,
         s.event_id,
@@ -145,6 +154,8 @@ final as (
         s.page_url,
         s.revenue
     from steps as s
+    inner join positions as p
+        on cast(s.step_kind as varchar) || ':' || coalesce(s.event_id, s.session_key) = p.step_key
     left join touchpoint_stages as st on s.touchpoint = st.touchpoint
     left join stages as sg on st.stage = sg.stage
 )

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SAMPLE_DB ?= data/sample.duckdb
 SAMPLE_FILES := $(wildcard data/sample/*.csv.gz)
 
-.PHONY: setup report test bench lint sample clean browser
+.PHONY: setup report test bench lint sample clean browser audit
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (set PYTHON=...)")'
@@ -55,8 +55,19 @@ lint: $(STAMP)
 sample: $(STAMP)
 	$(PY) -c 'from pipeline.simulate import SAMPLE, simulate, write_sample; write_sample(simulate(**SAMPLE), "data/sample")'
 
+# Known vulnerabilities (PyPI advisory data) in the dependency versions installed in .venv, frozen
+# with `pip freeze`. pip-audit lives in its own venv so its dependencies are not audited with ours.
+# --strict: a package that could not be checked (advisory service unreachable) fails the target
+# instead of passing as "no known vulnerabilities".
+AUDIT_VENV := .venv-audit
+audit: $(STAMP)
+	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && \
+		$(AUDIT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip-audit; }
+	$(PY) -m pip freeze --exclude-editable --disable-pip-version-check > $(AUDIT_VENV)/requirements.txt
+	$(AUDIT_VENV)/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r $(AUDIT_VENV)/requirements.txt
+
 bench: $(STAMP)
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) reports $(SAMPLE_DB) $(SAMPLE_DB).wal .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-audit reports $(SAMPLE_DB) $(SAMPLE_DB).wal .pytest_cache .ruff_cache

@@ -134,6 +134,8 @@ def build(db: Database, config: dict[str, dict[str, Any]], mode: BuildMode = "au
     last = _last_build(db)
     incremental = (
         mode == "auto" and last is not None and last["fingerprint"] == print_
+        # `journeys forget` deleted rows of existing users: it leaves this mark (pipeline/privacy.py)
+        and last["mode"] != "forget"
         and all(db.has_table("staging", t) for t in STAGING_BY_USER)
         # a reload that replaced events (a GA4 day) may remove rows of users the new file lacks
         and not db.scalar(

@@ -249,7 +249,7 @@ def run(
 
 
 # Command groups in pipeline/commands/, registered on `app` when imported.
-for _module in ("paths", "value", "metrics", "export", "funnels"):
+for _module in ("paths", "value", "metrics", "funnels", "export", "privacy"):
     importlib.import_module(f"pipeline.commands.{_module}")
 
 

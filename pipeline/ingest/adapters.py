@@ -26,6 +26,7 @@ SEEDS_DIR = SQL_DIR / "seeds"
 EVENT_NAMES_SEED = SEEDS_DIR / "adapter_event_names.csv"
 COUNTRY_CODES_SEED = SEEDS_DIR / "country_codes.csv"
 SNIFF_ROWS = 1000  # NDJSON objects whose keys are read to detect the format
+SNIFF_LINES = 20  # TSV lines looked at to recognise a headerless Snowplow file
 
 # The Snowplow canonical event model: the 131 fields of an enriched-event TSV line, in order.
 SNOWPLOW_COLUMNS: tuple[str, ...] = (
@@ -151,16 +152,23 @@ def sniff(db: Database, path: Path, kind: Kind) -> Sniffed:
         keys = db.query(readers.JSON_KEYS_SQL, {**bound, "sniff_rows": SNIFF_ROWS})["key"].to_list()
         return Sniffed(frozenset(keys))
     if kind == "parquet":
-        return Sniffed(frozenset(db.query(readers.PARQUET_COLUMNS_SQL, bound).columns))
+        return Sniffed(_column_names(db, readers.PARQUET_COLUMNS_SQL, bound))
     if kind == "tsv":
-        first = db.scalar(readers.FIRST_LINE_SQL, bound)
-        fields = tuple(str(first or "").rstrip("\r").split("\t"))
-        if fields == SNOWPLOW_COLUMNS:
-            return Sniffed(frozenset(fields), snowplow_tsv=True, has_header=True)
-        if len(fields) == len(SNOWPLOW_COLUMNS):
+        lines = db.query(readers.FIRST_LINES_SQL, {**bound, "n_lines": SNIFF_LINES})["line"].to_list()
+        rows = [tuple(line.rstrip("\r").split("\t")) for line in lines]
+        if rows and rows[0] == SNOWPLOW_COLUMNS:
+            return Sniffed(frozenset(SNOWPLOW_COLUMNS), snowplow_tsv=True, has_header=True)
+        # headerless: any of the first lines has the 131 fields (the first one may be a cut line)
+        if any(len(fields) == len(SNOWPLOW_COLUMNS) for fields in rows):
             return Sniffed(frozenset(SNOWPLOW_COLUMNS), snowplow_tsv=True, has_header=False)
-        return Sniffed(frozenset(db.query(readers.TSV_COLUMNS_SQL, bound).columns))
-    return Sniffed(frozenset(db.query(readers.CSV_COLUMNS_SQL, bound).columns))
+        return Sniffed(_column_names(db, readers.TSV_COLUMNS_SQL, bound))
+    return Sniffed(_column_names(db, readers.CSV_COLUMNS_SQL, bound))
+
+
+def _column_names(db: Database, sql: str, bound: dict[str, object]) -> frozenset[str]:
+    """Column names as data (``describe``): a header may hold anything, NUL characters included,
+    which a polars frame cannot take as column names."""
+    return frozenset(db.query(f"describe {sql}", bound)["column_name"].to_list())
 
 
 def resolve(

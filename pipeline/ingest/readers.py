@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 Kind = Literal["csv", "tsv", "parquet", "ndjson"]
+# DuckDB's CSV reader stops the whole file at a line longer than max_line_size (2 MB by default):
+# every read here allows 16 MB, so a long field (a huge URL or property) loads instead.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 SUFFIXES: dict[str, Kind] = {
     ".csv": "csv",
@@ -32,7 +35,7 @@ _NDJSON_SQL = (
     "case when json_valid(line) then (case when json_type(line) = 'OBJECT' then line end) end as obj "
     "from (select row_number() over () as _journeys_row, line "
     "from read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = '\x01', "
-    "quote = '', escape = '', auto_detect = false, "
+    "quote = '', escape = '', auto_detect = false, max_line_size = 16777216, "
     "store_rejects = true, rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans')"
     ") where line is not null and trim(line) <> ''"
 )
@@ -41,12 +44,12 @@ _NDJSON_SQL = (
 READ_SQL: dict[Kind, str] = {
     "csv": (
         "select row_number() over () as _journeys_row, * "
-        "from read_csv($path, all_varchar = true, header = true, "
+        "from read_csv($path, all_varchar = true, header = true, max_line_size = 16777216, "
         "store_rejects = true, rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans')"
     ),
     "tsv": (
         "select row_number() over () as _journeys_row, * "
-        "from read_csv($path, all_varchar = true, header = true, delim = '\t', "
+        "from read_csv($path, all_varchar = true, header = true, delim = '\t', max_line_size = 16777216, "
         "store_rejects = true, rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans')"
     ),
     "parquet": (
@@ -61,7 +64,7 @@ JSON_READ_SQL: dict[Kind, str] = {
     "csv": (
         "select _journeys_row, cast(obj as varchar) as line, obj from ("
         "select row_number() over () as _journeys_row, to_json(t) as obj "
-        "from read_csv($path, all_varchar = true, header = true, delim = ',', "
+        "from read_csv($path, all_varchar = true, header = true, delim = ',', max_line_size = 16777216, "
         "store_rejects = true, rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans') as t)"
     ),
     "parquet": (
@@ -86,28 +89,30 @@ def headerless_tsv_sql(columns: tuple[str, ...], *, has_header: bool) -> str:
         "select _journeys_row, cast(obj as varchar) as line, obj from ("  # noqa: S608
         "select row_number() over () as _journeys_row, to_json(t) as obj "
         f"from read_csv($path, columns = {{{spec}}}, header = {header}, delim = '\t', quote = '', "
-        "escape = '', auto_detect = false, "
+        "escape = '', auto_detect = false, max_line_size = 16777216, "
         "store_rejects = true, rejects_table = 'src_rejects', rejects_scan = 'src_reject_scans') as t)"
     )
 
 
-# Sniffing: the first line of a text file (any delimiter), and the keys of the first JSON objects.
-FIRST_LINE_SQL = (
+# Sniffing: the first lines of a text file (any delimiter), and the keys of the first JSON objects.
+FIRST_LINES_SQL = (
     "select line from read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = '\x01', "
-    "quote = '', escape = '', auto_detect = false, ignore_errors = true) "
-    "where line is not null and trim(line) <> '' limit 1"
+    "quote = '', escape = '', auto_detect = false, max_line_size = 16777216, ignore_errors = true) "
+    "where line is not null and trim(line) <> '' limit $n_lines"
 )
 CSV_COLUMNS_SQL = (
-    "select * from read_csv($path, all_varchar = true, header = true, delim = ',', ignore_errors = true) limit 0"
+    "select * from read_csv($path, all_varchar = true, header = true, delim = ',', max_line_size = 16777216, "
+    "ignore_errors = true) limit 0"
 )
 TSV_COLUMNS_SQL = (
-    "select * from read_csv($path, all_varchar = true, header = true, delim = '\t', ignore_errors = true) limit 0"
+    "select * from read_csv($path, all_varchar = true, header = true, delim = '\t', max_line_size = 16777216, "
+    "ignore_errors = true) limit 0"
 )
 PARQUET_COLUMNS_SQL = "select * from read_parquet($path) limit 0"
 JSON_KEYS_SQL = (
     "select distinct unnest(json_keys(line)) as key from ("
     "select line from read_csv($path, columns = {'line': 'VARCHAR'}, header = false, delim = '\x01', "
-    "quote = '', escape = '', auto_detect = false, ignore_errors = true) "
+    "quote = '', escape = '', auto_detect = false, max_line_size = 16777216, ignore_errors = true) "
     "where case when json_valid(line) then json_type(line) = 'OBJECT' else false end limit $sniff_rows)"
 )
 

@@ -5,10 +5,20 @@
 -- Params: $epoch_unit ('auto' | 's' | 'ms' | 'us' | 'ns'): how a numeric ts is read; 'auto' picks
 --         by magnitude (< 1e11 seconds, < 1e14 millis, < 1e17 micros, else nanos). A row's own
 --         ts_unit (an adapter that knows its unit, e.g. GA4 micros) wins over $epoch_unit.
--- Meaning: trims and normalises text, casts ts and revenue, redacts e-mail addresses and sensitive
---          query parameters from URLs, derives event_id when the source has none, and names the
---          first field that failed to cast (failed_field, reason) for quarantine. dedupe_at (a
---          timestamp, may be null) orders rows sharing an event_id: the earliest is kept.
+--         $pii_email, $pii_query, $pii_ipv4, $pii_ipv6_full, $pii_ipv6_short: the PII patterns of
+--         pipeline/privacy.py (RE2). $pseudonymise (boolean): store user_id as its keyed hash.
+--         $hash_ids (boolean): compute the keyed hashes (pseudonymising, or forgotten ids to drop).
+--         $key_ipad, $key_opad (blob): the HMAC-SHA256 key material (empty when there is no key).
+-- Meaning: trims and normalises text, casts ts and revenue, redacts PII before storage (e-mail
+--          addresses and sensitive query parameters in URLs; e-mails and IP addresses in URLs,
+--          referrers, UTM fields and the string values of properties: IPv4 last octet zeroed, IPv6
+--          cut to /48), pseudonymises user_id, event_id and session_id when asked (HMAC-SHA256 hex;
+--          the *_source columns keep the raw ids for the quarantine text, in this temporary table
+--          only), derives event_id when the source has none (from the stored, redacted values), and
+--          names the first field that failed to cast (failed_field, reason) for quarantine.
+--          dedupe_at (a timestamp, may be null) orders rows sharing an event_id: the earliest is
+--          kept. user_id_hmac / anonymous_id_hmac (keyed hashes of the raw ids, null without
+--          $hash_ids) find rows of forgotten users.
 with fields as (
     select
         row_number,
@@ -76,21 +86,204 @@ typed as (
     from units
 ),
 
-redacted as (
+emails as (
+    -- e-mail addresses (also %40-encoded) -> [email]; each value is tested cheaply first (most have nothing to redact)
     select
         * replace (
-            regexp_replace(
-                regexp_replace(page_url, '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[email]', 'g'),
-                '([?&](email|e-mail|mail|token|access_token|password|pwd|phone|ssn|auth|session_token)=)[^&#]*',
-                '\1[redacted]', 'gi'
-            ) as page_url,
-            regexp_replace(
-                regexp_replace(referrer, '[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}', '[email]', 'g'),
-                '([?&](email|e-mail|mail|token|access_token|password|pwd|phone|ssn|auth|session_token)=)[^&#]*',
-                '\1[redacted]', 'gi'
-            ) as referrer
+            case
+                when contains(page_url, '@') or contains(page_url, '%40')
+                    then regexp_replace(page_url, $pii_email, '[email]', 'g')
+                else page_url
+            end as page_url,
+            case
+                when contains(referrer, '@') or contains(referrer, '%40')
+                    then regexp_replace(referrer, $pii_email, '[email]', 'g')
+                else referrer
+            end as referrer,
+            case
+                when contains(source, '@') or contains(source, '%40')
+                    then regexp_replace(source, $pii_email, '[email]', 'g')
+                else source
+            end as source,
+            case
+                when contains(medium, '@') or contains(medium, '%40')
+                    then regexp_replace(medium, $pii_email, '[email]', 'g')
+                else medium
+            end as medium,
+            case
+                when contains(campaign, '@') or contains(campaign, '%40')
+                    then regexp_replace(campaign, $pii_email, '[email]', 'g')
+                else campaign
+            end as campaign,
+            case
+                when contains(properties, '@') or contains(properties, '%40')
+                    then regexp_replace(properties, $pii_email, '[email]', 'g')
+                else properties
+            end as properties
         )
     from typed
+),
+
+query_params as (
+    -- values of sensitive query parameters -> [redacted]
+    select
+        * replace (
+            case
+                when contains(page_url, '=')
+                    then regexp_replace(page_url, $pii_query, '\1[redacted]', 'gi')
+                else page_url
+            end as page_url,
+            case
+                when contains(referrer, '=')
+                    then regexp_replace(referrer, $pii_query, '\1[redacted]', 'gi')
+                else referrer
+            end as referrer,
+            case
+                when contains(properties, '=')
+                    then regexp_replace(properties, $pii_query, '\1[redacted]', 'gi')
+                else properties
+            end as properties
+        )
+    from emails
+),
+
+ipv4 as (
+    -- IPv4 addresses: last octet zeroed
+    select
+        * replace (
+            case
+                when length(page_url) - length(replace(page_url, '.', '')) >= 3
+                    then regexp_replace(page_url, $pii_ipv4, '\1\2.0', 'g')
+                else page_url
+            end as page_url,
+            case
+                when length(referrer) - length(replace(referrer, '.', '')) >= 3
+                    then regexp_replace(referrer, $pii_ipv4, '\1\2.0', 'g')
+                else referrer
+            end as referrer,
+            case
+                when length(source) - length(replace(source, '.', '')) >= 3
+                    then regexp_replace(source, $pii_ipv4, '\1\2.0', 'g')
+                else source
+            end as source,
+            case
+                when length(medium) - length(replace(medium, '.', '')) >= 3
+                    then regexp_replace(medium, $pii_ipv4, '\1\2.0', 'g')
+                else medium
+            end as medium,
+            case
+                when length(campaign) - length(replace(campaign, '.', '')) >= 3
+                    then regexp_replace(campaign, $pii_ipv4, '\1\2.0', 'g')
+                else campaign
+            end as campaign,
+            case
+                when length(properties) - length(replace(properties, '.', '')) >= 3
+                    then regexp_replace(properties, $pii_ipv4, '\1\2.0', 'g')
+                else properties
+            end as properties
+        )
+    from query_params
+),
+
+ipv6_full as (
+    -- IPv6 addresses of eight groups: the first three kept
+    select
+        * replace (
+            case
+                when length(page_url) - length(replace(page_url, ':', '')) >= 7
+                    then regexp_replace(page_url, $pii_ipv6_full, '\1\2::', 'g')
+                else page_url
+            end as page_url,
+            case
+                when length(referrer) - length(replace(referrer, ':', '')) >= 7
+                    then regexp_replace(referrer, $pii_ipv6_full, '\1\2::', 'g')
+                else referrer
+            end as referrer,
+            case
+                when length(source) - length(replace(source, ':', '')) >= 7
+                    then regexp_replace(source, $pii_ipv6_full, '\1\2::', 'g')
+                else source
+            end as source,
+            case
+                when length(medium) - length(replace(medium, ':', '')) >= 7
+                    then regexp_replace(medium, $pii_ipv6_full, '\1\2::', 'g')
+                else medium
+            end as medium,
+            case
+                when length(campaign) - length(replace(campaign, ':', '')) >= 7
+                    then regexp_replace(campaign, $pii_ipv6_full, '\1\2::', 'g')
+                else campaign
+            end as campaign,
+            case
+                when length(properties) - length(replace(properties, ':', '')) >= 7
+                    then regexp_replace(properties, $pii_ipv6_full, '\1\2::', 'g')
+                else properties
+            end as properties
+        )
+    from ipv4
+),
+
+ipv6_short as (
+    -- IPv6 addresses with '::': at most the first three groups kept
+    select
+        * replace (
+            case
+                when contains(page_url, '::')
+                    then regexp_replace(page_url, $pii_ipv6_short, '\1\2::', 'g')
+                else page_url
+            end as page_url,
+            case
+                when contains(referrer, '::')
+                    then regexp_replace(referrer, $pii_ipv6_short, '\1\2::', 'g')
+                else referrer
+            end as referrer,
+            case
+                when contains(source, '::')
+                    then regexp_replace(source, $pii_ipv6_short, '\1\2::', 'g')
+                else source
+            end as source,
+            case
+                when contains(medium, '::')
+                    then regexp_replace(medium, $pii_ipv6_short, '\1\2::', 'g')
+                else medium
+            end as medium,
+            case
+                when contains(campaign, '::')
+                    then regexp_replace(campaign, $pii_ipv6_short, '\1\2::', 'g')
+                else campaign
+            end as campaign,
+            case
+                when contains(properties, '::')
+                    then regexp_replace(properties, $pii_ipv6_short, '\1\2::', 'g')
+                else properties
+            end as properties
+        )
+    from ipv6_full
+),
+hashed as (
+    -- With $pseudonymise, event_id and session_id are keyed hashes too: source ids often embed the
+    -- user id (u123-0001). The *_source columns keep the raw values for the quarantine text only.
+    select
+        * replace (
+            case when $pseudonymise then user_id_hmac else user_id end as user_id,
+            case when $pseudonymise and event_id is not null
+                then sha256($key_opad || unhex(sha256($key_ipad || encode(event_id)))) else event_id end as event_id,
+            case when $pseudonymise and session_id is not null
+                then sha256($key_opad || unhex(sha256($key_ipad || encode(session_id)))) else session_id end
+                as session_id
+        ),
+        user_id as user_id_source,
+        event_id as event_id_source,
+        session_id as session_id_source
+    from (
+        select
+            *,
+            case when $hash_ids and user_id is not null
+                then sha256($key_opad || unhex(sha256($key_ipad || encode(user_id)))) end as user_id_hmac,
+            case when $hash_ids and anonymous_id is not null
+                then sha256($key_opad || unhex(sha256($key_ipad || encode(anonymous_id)))) end as anonymous_id_hmac
+        from ipv6_short
+    )
 ),
 
 final as (
@@ -125,6 +318,11 @@ final as (
         properties,
         ts_epoch_unit,
         dedupe_at,
+        user_id_source,
+        event_id_source,
+        session_id_source,
+        user_id_hmac,
+        anonymous_id_hmac,
         case
             when ts_text is not null and ts is null then 'ts'
             when revenue_text is not null and revenue is null then 'revenue'
@@ -133,7 +331,7 @@ final as (
             when ts_text is not null and ts is null then 'invalid_timestamp'
             when revenue_text is not null and revenue is null then 'invalid_number'
         end as reason
-    from redacted
+    from hashed
 )
 
 select * from final

@@ -73,7 +73,8 @@ def bench(size: str) -> dict[str, object]:
         path.unlink(missing_ok=True)
     n_events = int(
         subprocess.run(
-            [sys.executable, "-c", f"import polars as pl; print(pl.scan_parquet({glob!r}).select(pl.len()).collect().item())"],
+            [sys.executable, "-c",
+             f"import polars as pl; print(pl.scan_parquet({glob!r}).select(pl.len()).collect().item())"],
             capture_output=True, text=True, check=True,
         ).stdout
     )

@@ -99,10 +99,12 @@ def ingest(
     with open_db(db) as database:
         results = ingest_files(
             database, paths, fmt=source_format, column_map=mapping, epoch_unit=epoch_unit,  # type: ignore[arg-type]
-            future_tolerance_hours=cfg["ingest"]["future_tolerance_hours"],
+            future_tolerance_hours=cfg["ingest"]["future_tolerance_hours"], privacy_settings=cfg["privacy"],
         )
     rows = [r.as_dict() for r in results]
-    totals = {k: sum(int(r[k]) for r in rows) for k in ("n_read", "n_loaded", "n_duplicate", "n_quarantined")}
+    totals = {
+        k: sum(int(r[k]) for r in rows) for k in ("n_read", "n_loaded", "n_duplicate", "n_quarantined", "n_forgotten")
+    }
     n_rejected = sum(r.status == "rejected" for r in results)
     if as_json:
         typer.echo(to_json({"files": rows, "totals": {**totals, "n_files": len(rows), "n_rejected": n_rejected}}))
@@ -115,7 +117,8 @@ def ingest(
         print_table(frame, title="ingest")
         typer.echo(
             f"{len(rows)} files: read {totals['n_read']:,}, loaded {totals['n_loaded']:,}, "
-            f"duplicate {totals['n_duplicate']:,}, quarantined {totals['n_quarantined']:,}, rejected {n_rejected}"
+            f"duplicate {totals['n_duplicate']:,}, quarantined {totals['n_quarantined']:,}, "
+            f"forgotten {totals['n_forgotten']:,}, rejected {n_rejected}"
         )
         for r in results:
             if r.status == "rejected":

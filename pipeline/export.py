@@ -17,10 +17,7 @@ catalog; the output path is a bound parameter.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -30,6 +27,7 @@ from typing import Literal, get_args
 import polars as pl
 
 from pipeline.db import Database
+from pipeline.files import atomic_target
 
 ExportFormat = Literal["csv", "parquet"]
 EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
@@ -180,30 +178,13 @@ class ExportResult:
                 "error": self.error}
 
 
-@contextlib.contextmanager
-def _temp_target(target: Path):
-    """A hidden temp path next to ``target``; renamed onto it when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; exports are meant to be shared
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
 def export_one(db: Database, item: Exportable, fmt: ExportFormat, out_dir: Path,
                cache: dict | None = None) -> ExportResult:
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     started = time.perf_counter()
     target = Path(out_dir) / f"{item.name}.{fmt}"
-    with _temp_target(target) as tmp:
+    with atomic_target(target) as tmp:
         if item.kind == "table":
             n_rows = _copy_table(db, item.qualified, fmt, tmp)
         else:

@@ -71,7 +71,9 @@ def validate_mappings(db: Database, paths: Mapping[str, Path]) -> None:
                     + _hint(str(row["touchpoint"]), touchpoints)
                 )
             if name == "touchpoint_stages" and row["stage"] not in stages:
-                raise ConfigError(f"{where(name, i)}: unknown stage {row['stage']!r}" + _hint(str(row["stage"]), stages))
+                raise ConfigError(
+                    f"{where(name, i)}: unknown stage {row['stage']!r}" + _hint(str(row["stage"]), stages)
+                )
             if name == "stages" and row["phase"] not in PHASES:
                 raise ConfigError(f"{where(name, i)}: phase {row['phase']!r} must be one of {', '.join(PHASES)}")
     for name, key in (("touchpoint_stages", "touchpoint"), ("stages", "stage")):

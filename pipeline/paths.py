@@ -125,7 +125,7 @@ def transition_graph(edges: pl.DataFrame) -> nx.DiGraph:
 
 
 def export_graph(graph: nx.DiGraph, path: str | Path, fmt: Literal["graphml", "json"]) -> Path:
-    from pipeline.report import atomic_write
+    from pipeline.files import atomic_write
 
     target = Path(path)
     if fmt == "graphml":

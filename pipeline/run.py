@@ -37,6 +37,7 @@ class RunSummary:
     n_new_files: int = 0
     n_loaded: int = 0
     n_quarantined: int = 0
+    n_forgotten: int = 0
     n_rejected: int = 0
     n_events: int = 0
     n_sessions: int = 0
@@ -113,11 +114,13 @@ def batch_run(
             _ensure_runs(db)
             summary.run_id = int(db.scalar("select coalesce(max(run_id), 0) + 1 from raw.runs"))
             try:
-                results = ingest_files(db, files, future_tolerance_hours=config["ingest"]["future_tolerance_hours"])
+                results = ingest_files(db, files, future_tolerance_hours=config["ingest"]["future_tolerance_hours"],
+                                       privacy_settings=config["privacy"])
                 new = [r for r in results if r.status == "loaded"]
                 summary.n_new_files = len(new)
                 summary.n_loaded = sum(r.n_loaded for r in new)
                 summary.n_quarantined = sum(r.n_quarantined for r in new)
+                summary.n_forgotten = sum(r.n_forgotten for r in new)
                 rejected = [r for r in results if r.status == "rejected"]
                 summary.n_rejected = len(rejected)
                 summary.messages += [r.message for r in rejected]

@@ -214,8 +214,8 @@ def test_cli_json_summary_and_exit_codes(tmp_path):
     ok = _cli("ingest", str(good), "--db", str(dbfile), "--json", cwd=REPO)
     assert ok.returncode == 0, ok.stderr
     summary = json.loads(ok.stdout)
-    assert summary["totals"] == {"n_read": 5, "n_loaded": 5, "n_duplicate": 0, "n_quarantined": 0, "n_files": 1,
-                                 "n_rejected": 0}
+    assert summary["totals"] == {"n_read": 5, "n_loaded": 5, "n_duplicate": 0, "n_quarantined": 0, "n_forgotten": 0,
+                                 "n_files": 1, "n_rejected": 0}
     missing = _cli("ingest", str(tmp_path / "nope.csv"), "--db", str(dbfile), cwd=REPO)
     assert missing.returncode == 1 and "nope.csv: no such file" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -56,4 +56,8 @@ def load_config(path: Path | None) -> dict:
 def open_db(db: Path, *, read_only: bool = False):
     from pipeline.db import Database
 
+    if not read_only:
+        from pipeline.privacy import check_output_path
+
+        check_output_path(db)  # never create or write a database in a system folder
     return Database(db, read_only=read_only)

@@ -128,7 +128,8 @@ def clv(
         if by is not None:
             emit(cv.value_by(database, result, by, segments), output, title=f"value by {by}")  # type: ignore[arg-type]
             return
-        assert result is not None
+        if result is None:  # fit_clv either returns a result or raised above
+            raise RuntimeError("CLV models were not fitted")
         if customers:
             history = cv.customers(database).select(
                 "user_key", "n_orders", "net_revenue", "average_order_value", "acquisition_channel"

@@ -170,7 +170,8 @@ def parse_period(text: str) -> tuple[dt.date, dt.date]:
 def _bounds(period: Period) -> tuple[dt.datetime, dt.datetime]:
     """[first day 00:00, day after the last day 00:00) for dates; datetimes are taken as they are."""
     start, end = as_timestamp(period[0], "period start"), as_timestamp(period[1], "period end")
-    assert start is not None and end is not None
+    if start is None or end is None:
+        raise ValueError(f"period {period!r} needs a start and an end")
     if not isinstance(period[1], dt.datetime) and not (isinstance(period[1], str) and "T" in period[1]):
         end = end + dt.timedelta(days=1)
     if end <= start:

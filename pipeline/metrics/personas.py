@@ -65,7 +65,8 @@ def cluster(data: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> np.nda
         score = (has_empty, float(((data - centroids[labels]) ** 2).sum()))
         if score[0] < best_score[0] or (score[0] == best_score[0] and score[1] < best_score[1] - 1e-9):
             best_labels, best_score = labels, score
-    assert best_labels is not None
+    if best_labels is None:  # n_init >= 1 always sets it
+        raise ValueError("personas need n_init >= 1")
     sizes = np.bincount(best_labels, minlength=k)
     means = np.array([data[best_labels == c].mean(axis=0) if sizes[c] else np.zeros(data.shape[1])
                       for c in range(k)])

@@ -49,6 +49,13 @@ class Database:
         self.read_only = read_only
         if path != ":memory:":
             p = Path(path)
+            # DuckDB names the catalog after the file stem; a stem equal to one of our schemas (or a
+            # reserved catalog) makes every `raw.events`-style name ambiguous.
+            if p.stem.lower() in (*LAYERS, "main", "temp", "system"):
+                raise DatabaseError(
+                    f"database file {p.name}: its name clashes with the schema or catalog '{p.stem}'; "
+                    "choose another file name (e.g. journeys.duckdb)"
+                )
             if read_only and not p.is_file():
                 raise DatabaseError(f"database {p} does not exist; run `journeys ingest` first")
             if not read_only:

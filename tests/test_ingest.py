@@ -233,3 +233,10 @@ def test_cli_json_summary_and_exit_codes(tmp_path):
     assert len(json.loads(env_db.stdout)) == 3
     no_db = _cli("build", "--db", str(tmp_path / "empty.duckdb"), cwd=REPO)
     assert no_db.returncode == 1 and "journeys ingest" in no_db.stderr
+
+
+def test_a_database_named_like_a_schema_is_refused_with_one_line(tmp_path):
+    from pipeline.db import DatabaseError
+
+    with pytest.raises(DatabaseError, match="clashes with the schema or catalog 'raw'"):
+        Database(tmp_path / "raw.duckdb")

@@ -376,6 +376,8 @@ def _canonical_fields(
     # unmapped columns are merged into it, so its keys are not nested one level down.
     properties_source = column_map.get("properties", "properties")
     properties_sql = _PROPERTIES_SQL[style]
+    if style == "struct" and not present - set(drop) - {properties_source}:
+        properties_sql = "'{}'"  # no unmapped column: skip turning every row into JSON
     if style == "json" or properties_source in present:
         params["c_properties"] = properties_source if style == "struct" else _json_path(properties_source)
         if style == "struct" or not properties_source.startswith("$"):
@@ -529,7 +531,9 @@ def _load(
         "_ingest_good",
         "select * from _ingest_typed t "  # noqa: S608
         f"where not exists (select 1 from _ingest_bad b where b.row_number = t.row_number) and {_NOT_FORGOTTEN} "
-        "qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1",
+        # (the window only runs when the file repeats an event_id: most files do not)
+        + ("qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1"
+           if db.scalar("select count(*) <> count(distinct event_id) from _ingest_typed") else ""),
     )
     n_parsed = int(db.scalar("select count(*) from _ingest_typed"))
     n_forgotten_rows = int(db.scalar("select count(*) from _ingest_forgotten"))

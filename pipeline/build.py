@@ -124,6 +124,8 @@ def build(db: Database, config: dict[str, dict[str, Any]], mode: BuildMode = "au
     if not db.has_table("raw", "events"):
         raise DatabaseError(f"{db.path} has no raw.events; load files with `journeys ingest` first")
     params = model_params(config)
+    if config["engine"]["memory_limit"]:
+        db.set_memory_limit(config["engine"]["memory_limit"])
     from pipeline.mapping import validate_mappings
 
     validate_mappings(db, mapping_paths(config))

@@ -8,6 +8,7 @@ file and key and suggests the closest valid one.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ class Key:
     minimum: float | None = None
     maximum: float | None = None
     doc: str = ""
+    pattern: str | None = None  # a full-match regex for string values
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -45,6 +47,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "session_source": Key(
             str, "inactivity", choices=("inactivity", "source"),
             doc="'source' keeps the session id of the input where it has one",
+        ),
+    },
+    "engine": {
+        "memory_limit": Key(
+            str, "", doc="DuckDB memory cap for builds, e.g. '8GB' (larger sorts spill to disk); '' = DuckDB's "
+            "default (80% of RAM)", pattern=r"(\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?",
         ),
     },
     "privacy": {
@@ -233,6 +241,8 @@ def _check(origin: str, dotted: str, key: Key, value: Any) -> Any:
     if key.choices is not None and value not in key.choices:
         options = [str(c) for c in key.choices]
         raise ConfigError(f"{origin}: {dotted} = {value!r} is not allowed{_suggest(str(value), options)}")
+    if key.pattern is not None and not re.fullmatch(key.pattern, value):
+        raise ConfigError(f"{origin}: {dotted} = {value!r} does not look like {key.doc.split(',')[0]}")
     if key.minimum is not None and value < key.minimum:
         raise ConfigError(f"{origin}: {dotted} must be >= {key.minimum}, got {value!r}")
     if key.maximum is not None and value > key.maximum:

@@ -67,11 +67,20 @@ class Database:
         except duckdb.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
         self.con.execute("set TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for long queries, even in cron; we report our own.
+        self.con.execute("set enable_progress_bar = false")
         if not read_only:
             for layer in LAYERS:
                 self.con.execute(f"create schema if not exists {layer}")
 
     # -- queries ---------------------------------------------------------------------------------
+    def set_memory_limit(self, limit: str) -> None:
+        """Cap DuckDB's memory (e.g. '8GB'); bigger sorts spill to disk. ``limit`` is validated by
+        pipeline.config (digits and a unit only), so it is safe to place in the statement."""
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit):
+            raise DatabaseError(f"memory limit {limit!r} must look like 8GB or 512MiB")
+        self.execute(f"set memory_limit = '{limit}'")
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement whose result is not needed (DDL, insert)."""
         try:

@@ -40,3 +40,15 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "nope.toml")
+
+
+def test_engine_memory_limit_is_checked_and_applied_by_build(tmp_path, db):
+    from pipeline.build import build
+    from tests.conftest import load_events, make_journeys
+
+    with pytest.raises(ConfigError, match="engine.memory_limit = '8 gigs'"):
+        _load(tmp_path, "[engine]\nmemory_limit = '8 gigs'\n")
+    cfg = _load(tmp_path, "[engine]\nmemory_limit = '300MB'\n")
+    load_events(db, make_journeys({"u1": [("page_view", 0)]}))
+    build(db, cfg)
+    assert db.scalar("select current_setting('memory_limit')") == "286.1 MiB"  # 300 MB in MiB

@@ -68,7 +68,10 @@ class Database:
             raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
         self.con.execute("set TimeZone = 'UTC'")
         # DuckDB draws a progress bar on stdout for long queries, even in cron; we report our own.
-        self.con.execute("set enable_progress_bar = false")
+        # (Inside Jupyter DuckDB refuses to change the setting without ipywidgets; it draws no bar
+        # there either, so the refusal is harmless.)
+        with contextlib.suppress(duckdb.Error):
+            self.con.execute("set enable_progress_bar = false")
         if not read_only:
             for layer in LAYERS:
                 self.con.execute(f"create schema if not exists {layer}")

@@ -40,6 +40,10 @@ STAGE_CODE = {
         "from pipeline import config; from pipeline.build import build; from pipeline.db import Database; "
         "db = Database({db!r}); build(db, config.defaults()); db.close()"
     ),
+    "report": (
+        "from pathlib import Path; from pipeline.db import Database; from pipeline.report import write_report; "
+        "db = Database({db!r}, read_only=True); write_report(db, Path({db!r}).parent / 'report')"
+    ),
     "transitions": (
         "from pipeline.db import Database; from pipeline.paths import PathOptions, transitions; "
         "db = Database({db!r}, read_only=True); transitions(db, PathOptions(scope='user', level='touchpoint'))"
@@ -78,9 +82,9 @@ def bench(size: str) -> dict[str, object]:
             capture_output=True, text=True, check=True,
         ).stdout
     )
-    for stage in ("duckdb_scan", "pandas_baseline", "ingest", "build", "transitions"):
+    for stage in ("duckdb_scan", "pandas_baseline", "ingest", "build", "transitions", "report"):
         results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
-    pipeline = ("ingest", "build", "transitions")
+    pipeline = ("ingest", "build", "transitions", "report")
     results["end_to_end"] = {
         "seconds": sum(results[s]["seconds"] for s in pipeline),  # type: ignore[index]
         "peak_rss_mb": max(results[s]["peak_rss_mb"] for s in pipeline),  # type: ignore[index]

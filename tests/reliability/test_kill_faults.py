@@ -144,7 +144,7 @@ def test_kill_while_exporting_leaves_the_old_or_the_new_file(tmp_path, reference
 _ATOMIC_CHILD = """
 import sys
 from pathlib import Path
-from pipeline.report import atomic_write
+from pipeline.files import atomic_write
 payload = ("<p>" + "x" * 1000 + "</p>\\n") * 64_000 + "</html>\\n"
 sys.stderr.write("ready\\n"); sys.stderr.flush()
 atomic_write(Path(sys.argv[1]), payload)

@@ -61,7 +61,8 @@ class Written:
 
 @pytest.fixture(scope="session")
 def sample_report(sample_db, tmp_path_factory) -> Written:
-    from pipeline.report import atomic_write, render_report
+    from pipeline.files import atomic_write
+    from pipeline.report import render_report
 
     out = tmp_path_factory.mktemp("report")
     started = time.perf_counter()

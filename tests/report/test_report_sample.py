@@ -1,5 +1,5 @@
 """The report on the committed sample: every section computed, findings from the data, written
-atomically (plus a copy dated by the data), within the time budget."""
+atomically (plus a copy dated by the data). Its time is measured by `make bench`, not here."""
 
 from __future__ import annotations
 
@@ -26,13 +26,6 @@ def test_every_section_is_computed(sample_report):
     for anchor in SECTIONS:
         assert f'<section class="card" id="{anchor}">' in html, anchor
     assert "data-section-error" not in html
-
-
-def test_report_time_budget(sample_report):
-    # The budget is 10 s on the sample on an idle machine; tests share 2 cores with other work, so the
-    # assertion leaves room for that and prints the measurement.
-    print(f"\nreport {sample_report.seconds:.2f}s {sample_report.section_seconds}")
-    assert sample_report.seconds < 30
 
 
 def test_self_contained_offline_page(sample_report):

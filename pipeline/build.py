@@ -66,6 +66,7 @@ class BuildSummary:
     mode: str = "full"
     n_affected_users: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    model_seconds: dict[str, float] = field(default_factory=dict)
     tables: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +78,7 @@ class BuildSummary:
             "mode": self.mode,
             "n_affected_users": self.n_affected_users,
             "seconds": self.seconds,
+            "model_seconds": self.model_seconds,
             "tables": self.tables,
         }
 
@@ -172,7 +174,9 @@ def _build_layer(db: Database, layer: str, models: list[str], params: dict[str, 
     layer_started = time.perf_counter()
     for relpath in models:
         name = f"{layer}.{relpath.split('/')[-1].removesuffix('.sql')}"
+        model_started = time.perf_counter()
         summary.tables[name] = db.build_model(relpath, params)
+        summary.model_seconds[name] = round(time.perf_counter() - model_started, 3)
     if models:
         summary.seconds[layer] = round(time.perf_counter() - layer_started, 3)
 

@@ -54,7 +54,7 @@ _EXTRA_FIELDS = ", cast(null as varchar) as ts_unit, cast(null as varchar) as de
 
 # Scratch tables of one file: temporary (memory, spilled to the temp folder), never in the database
 # file, so a file's raw text (ids, e-mails) is not written there even for a moment.
-_SCRATCH = ("_ingest_good", "_ingest_bad", "_ingest_typed", "_ingest_days", "_ingest_src", "_ingest_forgotten")
+_SCRATCH = ("_ingest_bad", "_ingest_typed", "_ingest_days", "_ingest_src", "_ingest_forgotten")
 
 # Side tables of formats (pipeline/ingest/adapters.py), in the column order of their SQL files.
 _SIDE_TABLE_DDL = {
@@ -383,10 +383,12 @@ def _canonical_fields(
         if style == "struct" or not properties_source.startswith("$"):
             drop[properties_source] = None
         given = _PROPERTIES_VALUE_SQL[style]
+        # (a row without a value keeps the base as it is: merging '{}' into it changes nothing, and
+        # skipping the merge spares a JSON parse and print per row: most rows have no properties)
         properties_sql = (
-            f"json_merge_patch({properties_sql}, coalesce("
+            f"case when {given} is null then {properties_sql} else json_merge_patch({properties_sql}, coalesce("
             f"case when json_valid({given}) then (case when json_type({given}) = 'OBJECT' then cast({given} as json) "
-            f"end) end, case when {given} is not null then json_object('properties', {given}) end, '{{}}'))"
+            f"end) end, json_object('properties', {given}))) end"
         )
     params["drop"] = json.dumps(drop)
     selects = [
@@ -523,25 +525,24 @@ def _load(
         counted = _quarantine_rejects(db, ids, rules)
         n_malformed, n_malformed_forgotten = n_malformed + counted[0], n_malformed_forgotten + counted[1]
 
-    columns = ", ".join(CANONICAL_COLUMNS)
-    # Of several rows with one event_id, the earliest dedupe_at (e.g. Snowplow's collector_tstamp)
-    # is kept, then the first in the file.
-    _scratch(
-        db,
-        "_ingest_good",
-        "select * from _ingest_typed t "  # noqa: S608
-        f"where not exists (select 1 from _ingest_bad b where b.row_number = t.row_number) and {_NOT_FORGOTTEN} "
-        # (the window only runs when the file repeats an event_id: most files do not)
-        + ("qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1"
-           if db.scalar("select count(*) <> count(distinct event_id) from _ingest_typed") else ""),
-    )
     n_parsed = int(db.scalar("select count(*) from _ingest_typed"))
     n_forgotten_rows = int(db.scalar("select count(*) from _ingest_forgotten"))
     n_good_rows = n_parsed - int(db.scalar("select count(*) from _ingest_bad")) - n_forgotten_rows
     n_replaced, days = _replace_days(db, adapter) if adapter.replaces_days else (0, [])
+    columns = ", ".join(CANONICAL_COLUMNS)
+    # The good rows go straight from _ingest_typed into raw.events (no copy between: each copy of a
+    # wide table costs about a second per million rows). Of several rows with one event_id, the
+    # earliest dedupe_at (e.g. Snowplow's collector_tstamp) is kept, then the first in the file;
+    # the window only runs when the file repeats an event_id (most files do not).
+    dedupe = (
+        "qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1"
+        if db.scalar("select count(*) <> count(distinct event_id) from _ingest_typed") else ""
+    )
     db.execute(
-        f"insert into raw.events select {columns}, $file_id, row_number from _ingest_good g "  # noqa: S608
-        "where not exists (select 1 from raw.events e where e.event_id = g.event_id)",
+        f"insert into raw.events select {columns}, $file_id, row_number from ("  # noqa: S608
+        "select * from _ingest_typed t "
+        f"where not exists (select 1 from _ingest_bad b where b.row_number = t.row_number) and {_NOT_FORGOTTEN} "
+        f"{dedupe}) g where not exists (select 1 from raw.events e where e.event_id = g.event_id)",
         ids,
     )
     for side in adapter.side_tables:

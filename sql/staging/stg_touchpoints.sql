@@ -1,4 +1,5 @@
 -- Grain: one row per journey step: every event, plus one channel step that opens each session.
+-- Params: $session_source ('inactivity' | 'source', as in stg_events).
 -- Reads: staging.stg_events and four mapping files analysts edit as data:
 --        $touchpoint_rules_path (priority, touchpoint, event_name_regex, page_regex),
 --        $channel_touchpoints_path (channel, touchpoint), $touchpoint_stages_path (touchpoint, stage),
@@ -9,7 +10,21 @@
 --          repeat_purchase (Loyalty). Unmapped events keep their event name as touchpoint and get
 --          stage 'unmapped' (is_mapped = false): nothing is dropped.
 with events as (
-    select * from staging.stg_events
+    select
+        user_key,
+        session_key,
+        session_index,
+        user_event_index,
+        session_event_index,
+        ts,
+        event_id,
+        event_name,
+        page_url,
+        channel,
+        device,
+        country,
+        revenue
+    from staging.stg_events
 ),
 
 rules as (
@@ -70,13 +85,34 @@ first_purchase as (
     group by user_key
 ),
 
+session_starts as (
+    -- A session's channel step comes right before the session's first event, so an event's place
+    -- among the user's steps is its place among the user's events plus the sessions started so far.
+    -- Inactivity sessions come in time order: that count is the session_index. Source sessions may
+    -- interleave: a running count (a sort of every row, paid only in that mode; the planner drops
+    -- the branch that $session_source rules out). No join back, no sort on text keys.
+    select *, session_index as n_sessions_started
+    from mapped_events
+    where $session_source = 'inactivity'
+    union all
+    select
+        *,
+        sum(case when session_event_index = 1 then 1 else 0 end) over (
+            partition by user_key order by user_event_index rows unbounded preceding
+        ) as n_sessions_started
+    from mapped_events
+    where $session_source = 'source'
+),
+
 event_steps as (
     select
         e.user_key,
         e.session_key,
         e.session_index,
+        e.user_event_index + e.n_sessions_started as user_step_index,
+        e.session_event_index + 1 as session_step_index,
         e.ts,
-        1 as step_kind,
+        false as is_channel_step,
         e.event_id,
         e.event_name,
         case
@@ -88,9 +124,8 @@ event_steps as (
         e.channel,
         e.device,
         e.country,
-        e.page_url,
         e.revenue
-    from mapped_events as e
+    from session_starts as e
     left join first_purchase as fp on e.user_key = fp.user_key
 ),
 
@@ -99,8 +134,10 @@ channel_steps as (
         e.user_key,
         e.session_key,
         e.session_index,
+        e.user_event_index + e.n_sessions_started - 1 as user_step_index,
+        1 as session_step_index,
         e.ts,
-        0 as step_kind,
+        true as is_channel_step,
         cast(null as varchar) as event_id,
         cast(null as varchar) as event_name,
         coalesce(ct.touchpoint, e.channel) as touchpoint,
@@ -108,9 +145,8 @@ channel_steps as (
         e.channel,
         e.device,
         e.country,
-        cast(null as varchar) as page_url,
         cast(null as decimal(18, 2)) as revenue
-    from events as e
+    from session_starts as e
     left join channel_touchpoints as ct on e.channel = ct.channel
     where e.session_event_index = 1
 ),
@@ -121,26 +157,15 @@ steps as (
     select * from channel_steps
 ),
 
-positions as (
-    -- The step order is sorted on these narrow columns only; the wide ones join back below.
-    select
-        cast(step_kind as varchar) || ':' || coalesce(event_id, session_key) as step_key,
-        row_number() over (
-            partition by user_key order by ts, session_index, step_kind, event_id
-        ) as user_step_index,
-        row_number() over (partition by session_key order by ts, step_kind, event_id) as session_step_index
-    from steps
-),
-
 final as (
     select
         s.user_key,
         s.session_key,
         s.session_index,
-        p.user_step_index,
-        p.session_step_index,
+        s.user_step_index,
+        s.session_step_index,
         s.ts,
-        s.step_kind = 0 as is_channel_step,
+        s.is_channel_step,
         s.event_id,
         s.event_name,
         s.touchpoint,
@@ -151,11 +176,8 @@ final as (
         s.channel,
         s.device,
         s.country,
-        s.page_url,
         s.revenue
     from steps as s
-    inner join positions as p
-        on cast(s.step_kind as varchar) || ':' || coalesce(s.event_id, s.session_key) = p.step_key
     left join touchpoint_stages as st on s.touchpoint = st.touchpoint
     left join stages as sg on st.stage = sg.stage
 )

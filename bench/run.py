@@ -3,6 +3,11 @@
 Reads nothing but what it generates (``bench/data/<size>/``, cached, git-ignored); writes
 ``bench/results/<size>.json``. Each stage runs in its own process so its peak RSS is its own.
 Sizes: ``BENCH_SIZE=100k|1m|10m|100m`` (default ``1m``; several separated by commas).
+
+The retentioneering stages run ``baseline_retentioneering.py`` with the python of their own venv
+(``make bench`` builds them); a venv that is missing or a run that fails is reported as
+"unavailable: <reason>" and the other stages go on. After the build, a check (not timed) compares
+their funnel and transition counts with ours on the same definitions.
 """
 
 from __future__ import annotations
@@ -48,20 +53,98 @@ STAGE_CODE = {
         "from pipeline.db import Database; from pipeline.paths import PathOptions, transitions; "
         "db = Database({db!r}, read_only=True); transitions(db, PathOptions(scope='user', level='touchpoint'))"
     ),
+    # load + Eventstream + transition graph edge weights + funnel; counts written to {out}
+    "retentioneering": (
+        "import sys; sys.path.insert(0, {bench!r}); from baseline_retentioneering import run; run({glob!r}, {out!r})"
+    ),
 }
+# Stage -> its venv (Makefile: RETE_VENV).
+RETENTIONEERING = {"retentioneering": HERE / ".venv-retentioneering"}
+FUNNEL_STEPS = ["view_item", "add_to_cart", "begin_checkout", "purchase"]
+# Our side of the check, on retentioneering's definitions: event-level nodes (no channel steps),
+# one journey per user, path_start/path_end edges; the ordered funnel by user with no window (what
+# retentioneering's funnel_data counts: steps in time order, anything between).
+OURS_CODE = (
+    "import json; from pipeline.db import Database; from pipeline.metrics.funnel import funnel; "
+    "from pipeline.paths import PathOptions, transitions; db = Database({db!r}, read_only=True); "
+    "edges = transitions(db, PathOptions(scope='user', level='event')); "
+    "steps = funnel(db, {steps!r}, mode='ordered', scope='user'); "
+    "print(json.dumps({{'n_users': db.scalar('select count(distinct user_key) from staging.stg_touchpoints'), "
+    "'funnel': steps['n_entered'].to_list(), "
+    "'edges': edges.select('from_node', 'to_node', 'n_transitions', 'n_users').rows()}}))"
+)
 
 
-def run_stage(name: str, **values: object) -> dict[str, float]:
+def run_stage(name: str, python: str = sys.executable, optional: bool = False, **values: object) -> dict[str, object]:
     code = (
         "import resource, time; t = time.perf_counter(); "
         + STAGE_CODE[name].format(**values)
         + "; print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
     if out.returncode != 0:
+        if optional:
+            lines = [line for line in out.stderr.splitlines() if line.strip()]
+            return {"unavailable": f"run failed: {lines[-1] if lines else f'exit {out.returncode}'}"}
         raise SystemExit(f"stage {name} failed:\n{out.stderr}")
     seconds, rss_kb = out.stdout.split()[-2:]
     return {"seconds": float(seconds), "peak_rss_mb": int(rss_kb) / 1024}
+
+
+def unavailable(venv: Path) -> str | None:
+    """Why a retentioneering venv cannot run (None when it can): the install log's error line."""
+    if (venv / ".installed").exists() and (venv / "bin" / "python").exists():
+        return None
+    log = venv / "install.log"
+    if not log.exists():
+        return f"{venv.name} is not installed (make bench installs it)"
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() or "needs python" in line.lower()]
+    return f"install failed: {(errors or lines or ['empty install.log'])[-1]}"
+
+
+def run_retentioneering(stage: str, glob: str, out: Path) -> dict[str, object]:
+    venv = RETENTIONEERING[stage]
+    reason = unavailable(venv)
+    if reason:
+        return {"unavailable": reason}
+    out.unlink(missing_ok=True)
+    result = run_stage("retentioneering", python=str(venv / "bin" / "python"), optional=True, glob=glob,
+                       bench=str(HERE), out=str(out))
+    if "seconds" in result:
+        counts = json.loads(out.read_text())
+        result["version"] = counts["version"]
+    return result
+
+
+def check(stage: str, glob: str, out: Path, ours: dict[str, object]) -> dict[str, object]:
+    """Retentioneering's counts (paths = coalesce(user_id, anonymous_id)) next to ours, then the
+    same run with ``--stitch`` (anonymous_id joined to its user as our build does), edge by edge."""
+    theirs = json.loads(out.read_text())
+    python = str(RETENTIONEERING[stage] / "bin" / "python")
+    stitched_out = out.with_name(out.stem + "_stitched.json")
+    done = subprocess.run([python, str(HERE / "baseline_retentioneering.py"), glob, "--stitch", "--out",
+                           str(stitched_out)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.splitlines() or ["no output"]
+        return {"version": theirs["version"], "as_run": _compare(theirs, ours), "stitched_error": lines[-1]}
+    stitched = json.loads(stitched_out.read_text())
+    return {"version": theirs["version"], "as_run": _compare(theirs, ours), "stitched": _compare(stitched, ours)}
+
+
+def _compare(theirs: dict[str, object], ours: dict[str, object]) -> dict[str, object]:
+    mine = {(a, b): (n, u) for a, b, n, u in ours["edges"]}  # type: ignore[union-attr]
+    their = {(a, b): (n, u) for a, b, n, u in theirs["edges"]}  # type: ignore[union-attr]
+    summary = {
+        "paths": theirs["n_paths"], "users": ours["n_users"],
+        "funnel": theirs["funnel"], "our_funnel": ours["funnel"],
+        "transitions": sum(n for n, _ in their.values()), "our_transitions": sum(n for n, _ in mine.values()),
+        "edges": len(their), "our_edges": len(mine),
+        "edges_differing": sum(1 for e in mine.keys() | their.keys() if mine.get(e) != their.get(e)),
+    }
+    summary["agree"] = (summary["paths"] == summary["users"] and summary["funnel"] == summary["our_funnel"]
+                        and summary["edges_differing"] == 0)
+    return summary
 
 
 def bench(size: str) -> dict[str, object]:
@@ -82,14 +165,24 @@ def bench(size: str) -> dict[str, object]:
             capture_output=True, text=True, check=True,
         ).stdout
     )
-    for stage in ("duckdb_scan", "pandas_baseline", "ingest", "build", "transitions", "report"):
+    for stage in ("duckdb_scan", "pandas_baseline"):
         results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
+    for stage in RETENTIONEERING:
+        results[stage] = run_retentioneering(stage, glob, data / f"{stage}.json")
+    for stage in ("ingest", "build", "transitions", "report"):
+        results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
+    checks = {}
+    ran = [stage for stage in RETENTIONEERING if "seconds" in results[stage]]  # type: ignore[operator]
+    if ran:
+        ours = json.loads(subprocess.run([sys.executable, "-c", OURS_CODE.format(db=str(db), steps=FUNNEL_STEPS)],
+                                         capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        checks = {stage: check(stage, glob, data / f"{stage}.json", ours) for stage in ran}
     pipeline = ("ingest", "build", "transitions", "report")
     results["end_to_end"] = {
         "seconds": sum(results[s]["seconds"] for s in pipeline),  # type: ignore[index]
         "peak_rss_mb": max(results[s]["peak_rss_mb"] for s in pipeline),  # type: ignore[index]
     }
-    return {"size": size, "n_events": n_events, "stages": results}
+    return {"size": size, "n_events": n_events, "stages": results, "retentioneering_check": checks}
 
 
 def main() -> None:
@@ -98,24 +191,53 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"BENCH_SIZE: unknown size {unknown[0]!r}; valid: {', '.join(SIZES)}")
     (HERE / "results").mkdir(exist_ok=True)
-    print(f"{'size':>5} {'stage':<12} {'seconds':>8} {'events/s':>12} {'peak RSS MB':>12}")
+    print(f"{'size':>5} {'stage':<17} {'seconds':>8} {'events/s':>12} {'peak RSS MB':>12}")
     for size in sizes:
         started = time.time()
         report = bench(size)
         report.update(machine=platform.machine(), cpus=os.cpu_count(), python=platform.python_version(),
                       run_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
         for stage, r in report["stages"].items():  # type: ignore[union-attr]
+            if "unavailable" in r:
+                print(f"{size:>5} {stage:<17} unavailable: {r['unavailable']}")
+                continue
             rate = report["n_events"] / r["seconds"] if stage != "generate" else float("nan")
-            print(f"{size:>5} {stage:<12} {r['seconds']:>8.2f} {rate:>12,.0f} {r['peak_rss_mb']:>12,.0f}")
+            version = f"  ({r['version']})" if "version" in r else ""
+            print(f"{size:>5} {stage:<17} {r['seconds']:>8.2f} {rate:>12,.0f} {r['peak_rss_mb']:>12,.0f}{version}")
         (HERE / "results" / f"{size}.json").write_text(json.dumps(report, indent=1) + "\n")
         stages = report["stages"]
         floor = stages["duckdb_scan"]["seconds"]  # type: ignore[index]
         total = stages["end_to_end"]["seconds"]  # type: ignore[index]
         core = stages["build"]["seconds"] + stages["transitions"]["seconds"]  # type: ignore[index]
         pandas_s = stages["pandas_baseline"]["seconds"]  # type: ignore[index]
-        print(f"{size:>5} {'ratio':<12} end-to-end / raw DuckDB scan = {total / floor:.1f}x; "
+        print(f"{size:>5} {'ratio':<17} end-to-end / raw DuckDB scan = {total / floor:.1f}x; "
               f"pandas baseline (sessions, transitions, funnel, no validation) / our build+transitions = "
               f"{pandas_s / core:.2f}x")
+        for stage in RETENTIONEERING:
+            r = stages[stage]  # type: ignore[index]
+            if "seconds" in r:
+                print(f"{size:>5} {'ratio':<17} retentioneering {r['version']} transition graph + funnel / "
+                      f"our build+transitions = {r['seconds'] / core:.2f}x")
+        for c in report["retentioneering_check"].values():  # type: ignore[union-attr]
+            print_check(size, c)
+
+
+def print_check(size: str, c: dict[str, object]) -> None:
+    def line(label: str, s: dict[str, object]) -> None:
+        def steps(values: object) -> str:
+            return "/".join(f"{v:,}" for v in values)  # type: ignore[union-attr]
+
+        verdict = "agree" if s["agree"] else "differ"
+        print(f"{size:>5} {'check':<17} retentioneering {c['version']} {label}: {verdict}: "
+              f"paths {s['paths']:,} vs our users {s['users']:,}; funnel {steps(s['funnel'])} vs ordered "
+              f"{steps(s['our_funnel'])}; transitions {s['transitions']:,} on {s['edges']} edges vs "
+              f"{s['our_transitions']:,} on {s['our_edges']} (event level), {s['edges_differing']} edges differ")
+
+    line("as benchmarked (path = coalesce(user_id, anonymous_id))", c["as_run"])  # type: ignore[arg-type]
+    if "stitched" in c:
+        line("with --stitch (anonymous_id joined to its user, as our build does)", c["stitched"])  # type: ignore[arg-type]
+    else:
+        print(f"{size:>5} {'check':<17} retentioneering {c['version']} with --stitch failed: {c['stitched_error']}")
 
 
 if __name__ == "__main__":

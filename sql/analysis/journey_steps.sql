@@ -11,6 +11,10 @@
 --         $until_goal (boolean): a converting journey ends at its first goal step.
 -- Meaning: is_converted says whether the journey reached the goal (judged before cleaning, so
 --          excluding nodes never changes who converted); idx is the 1-based step, n_steps the length.
+--          Cost: without exclusions, collapsing or event level (the report's usual asks) a step's
+--          position is its stored index and the journey totals are an aggregate joined back: no
+--          sort of the wide rows. The other cases number the kept steps with a window. The planner
+--          drops the branch the parameters rule out.
 with touchpoints as (
     select * from staging.stg_touchpoints
     where $level <> 'event' or not is_channel_step
@@ -22,6 +26,9 @@ steps as (
         user_key,
         session_key,
         user_step_index,
+        -- 1..n in each journey, in step order (stg_touchpoints numbers every step of a user and of
+        -- a session without gaps)
+        case when $scope = 'user' then user_step_index else session_step_index end as step_index,
         ts,
         is_channel_step,
         event_name,
@@ -54,77 +61,90 @@ renamed_nodes as (
     qualify row_number() over (partition by n.raw_node order by r.rule_index) = 1
 ),
 
+named as (
+    select
+        s.*,
+        coalesce(r.node, s.raw_node) as node
+    from steps as s
+    left join renamed_nodes as r on s.raw_node = r.raw_node
+),
+
 converted as (
     select journey_id, bool_or(is_goal_step) as is_converted
     from steps
     group by journey_id
 ),
 
-named as (
-    select
-        s.*,
-        coalesce(r.node, s.raw_node) as node,
-        c.is_converted
-    from steps as s
-    left join renamed_nodes as r on s.raw_node = r.raw_node
-    -- (an aggregate joined back: a window over every wide row would cost a third more here)
-    inner join converted as c on s.journey_id = c.journey_id
-),
-
-kept as (
-    select
-        *,
-        lag(node) over (partition by journey_id order by ts, user_step_index) as previous_node
+positioned as (
+    -- Every step kept, in stored order: the position is the step index.
+    select *, step_index as position
     from named
-    where not list_contains(cast($exclude as varchar[]), node)
-),
-
-collapsed as (
+    where len(cast($exclude as varchar[])) = 0 and not $collapse_repeats and $level <> 'event'
+    union all
+    -- Steps dropped (excluded nodes, collapsed repeats, channel steps at event level): renumbered.
     select
-        *,
+        * exclude (previous_node),
         row_number() over (partition by journey_id order by ts, user_step_index) as position
-    from kept
+    from (
+        select
+            *,
+            lag(node) over (partition by journey_id order by ts, user_step_index) as previous_node
+        from named
+        where not (len(cast($exclude as varchar[])) = 0 and not $collapse_repeats and $level <> 'event')
+            and not list_contains(cast($exclude as varchar[]), node)
+    )
     where not $collapse_repeats or previous_node is null or node <> previous_node
 ),
 
-goal_cut as (
+journeys as (
+    -- Positions run 1..n_positions, so a journey cut at its first goal step keeps goal_position
+    -- steps, and the first / last N filters keep a contiguous run of positions.
     select
-        *,
-        min(position) filter (where is_goal_step) over (partition by journey_id) as goal_position
-    from collapsed
-),
-
-trimmed as (
-    select
-        *,
-        count(*) over (partition by journey_id) as n_kept
-    from goal_cut
-    where not $until_goal or goal_position is null or position <= goal_position
+        journey_id,
+        goal_position,
+        n_kept,
+        case when $last_n > 0 then greatest(n_kept - $last_n, 0) else 0 end as n_dropped_before,
+        least(n_kept, case when $first_n > 0 then $first_n else n_kept end) as last_kept
+    from (
+        select
+            journey_id,
+            goal_position,
+            case when $until_goal and goal_position is not null then goal_position else n_positions end as n_kept
+        from (
+            select
+                journey_id,
+                min(position) filter (where is_goal_step) as goal_position,
+                count(*) as n_positions
+            from positioned
+            group by journey_id
+        )
+    )
 ),
 
 final as (
     select
-        journey_id,
-        user_key,
-        session_key,
-        row_number() over (partition by journey_id order by position) as idx,
-        count(*) over (partition by journey_id) as n_steps,
-        node,
-        ts,
-        is_goal_step,
-        is_converted,
-        is_channel_step,
-        event_name,
-        touchpoint,
-        stage,
-        stage_order,
-        channel,
-        device,
-        country,
-        revenue
-    from trimmed
-    where ($first_n = 0 or position <= $first_n)
-        and ($last_n = 0 or position > n_kept - $last_n)
+        p.journey_id,
+        p.user_key,
+        p.session_key,
+        p.position - j.n_dropped_before as idx,
+        j.last_kept - j.n_dropped_before as n_steps,
+        p.node,
+        p.ts,
+        p.is_goal_step,
+        c.is_converted,
+        p.is_channel_step,
+        p.event_name,
+        p.touchpoint,
+        p.stage,
+        p.stage_order,
+        p.channel,
+        p.device,
+        p.country,
+        p.revenue
+    from positioned as p
+    inner join journeys as j on p.journey_id = j.journey_id
+    inner join converted as c on p.journey_id = c.journey_id
+    where p.position > j.n_dropped_before and p.position <= j.last_kept
 )
 
 select * from final

@@ -66,6 +66,7 @@ class Database:
             raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
         except duckdb.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
+        self._request_keys: dict[str, tuple[Any, ...]] = {}
         self.con.execute("set TimeZone = 'UTC'")
         # DuckDB draws a progress bar on stdout for long queries, even in cron; we report our own.
         # (Inside Jupyter DuckDB refuses to change the setting without ipywidgets; it draws no bar
@@ -170,6 +171,30 @@ class Database:
                 relation.create(name)
         except duckdb.Error as exc:
             raise DatabaseError(_first_line(exc)) from exc
+
+    def materialize_request(self, name: str, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """The temp table of one request (``journey_steps``, ``metric_units``), made again only when
+        the query, its values or the data changed: a report asks for the same units many times.
+
+        The data version is the last build (``staging.build_log``: builds, incremental ones and
+        ``forget`` write a row) and the last loaded file; the tables these requests read change
+        only through those.
+        """
+        key = (sql, repr(sorted((params or {}).items())), self._data_version())
+        if self._request_keys.get(name) == key:
+            return
+        self._request_keys.pop(name, None)
+        self.materialize(name, sql, params, temp=True)
+        self._request_keys[name] = key
+
+    def _data_version(self) -> tuple[Any, ...]:
+        parts = []
+        for schema, table, column in (("staging", "build_log", "build_id"), ("raw", "manifest", "file_id")):
+            parts.append(
+                self.scalar(f"select max({column}) from {schema}.{table}")  # noqa: S608 - our own names
+                if self.has_table(schema, table) else None
+            )
+        return tuple(parts)
 
     # -- transactions ----------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -101,7 +101,7 @@ def journey_params(db: Database, options: PathOptions) -> dict[str, object]:
 
 def prepare_steps(db: Database, options: PathOptions) -> None:
     """Materialise the cleaned journeys of one request as the temp table ``journey_steps``."""
-    db.materialize("journey_steps", load_sql("analysis/journey_steps.sql"), journey_params(db, options), temp=True)
+    db.materialize_request("journey_steps", load_sql("analysis/journey_steps.sql"), journey_params(db, options))
 
 
 def _run(db: Database, options: PathOptions, query: str, params: dict[str, object] | None = None) -> pl.DataFrame:

@@ -52,7 +52,8 @@ def load_events(db: Database, frame: pl.DataFrame) -> None:
         db.execute(
             "insert into raw.events select " + ", ".join(
                 f"cast({c} as {t})" for c, t in CANONICAL_COLUMNS.items()
-            ) + ", 1, row_number() over () from literal_events"
+            # a new file_id per call, as ingest gives each file: (file_id, row_number) is a row's key
+            ) + ", (select coalesce(max(file_id), 0) + 1 from raw.events), row_number() over () from literal_events"
         )
     finally:
         db.unregister("literal_events")

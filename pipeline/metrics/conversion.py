@@ -104,7 +104,7 @@ def prepare_units(
         "level": level, "start": lower, "end": upper, "goal": goal_name, "goal_kind": goal_kind,
         "window_days": float(window_days), **DEFAULT_EVENTS, **(events or {}),
     }
-    db.materialize("metric_units", load_sql("analysis/conversion_units.sql"), params, temp=True)
+    db.materialize_request("metric_units", load_sql("analysis/conversion_units.sql"), params)
     return params
 
 

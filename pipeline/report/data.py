@@ -56,20 +56,12 @@ class ReportData:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._steps_for: paths.PathOptions | None = None
 
     # -- helpers --------------------------------------------------------------------------------
     def _analysis(self, options: paths.PathOptions, query: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-        """One ``sql/analysis`` query on the journeys of ``options``, preparing them only when needed."""
-        if self._steps_for != options:
-            self._steps_for = None
-            paths.prepare_steps(self.db, options)
-            self._steps_for = options
+        """One ``sql/analysis`` query on the journeys of ``options`` (prepared once per options and data)."""
+        paths.prepare_steps(self.db, options)
         return self.db.query(load_sql(f"analysis/{query}.sql"), params)
-
-    def _forget_steps(self) -> None:
-        """Another API prepared ``journey_steps`` for its own options."""
-        self._steps_for = None
 
     # -- period and KPIs ------------------------------------------------------------------------
     @functools.cached_property
@@ -384,9 +376,7 @@ class ReportData:
     @functools.cached_property
     def effort(self) -> pl.DataFrame:
         """Per converting user: touchpoints, sessions, channels and days before the first purchase."""
-        frame = paths.touchpoints_to_goal(self.db, paths.PathOptions(scope="user", level="touchpoint", goal=GOAL))
-        self._forget_steps()
-        return frame
+        return paths.touchpoints_to_goal(self.db, paths.PathOptions(scope="user", level="touchpoint", goal=GOAL))
 
     # -- value ----------------------------------------------------------------------------------
     @functools.cached_property
@@ -394,16 +384,12 @@ class ReportData:
         from pipeline.value import risk
 
         try:
-            try:
-                frame = risk.revenue_at_risk(self.db, levels=("touchpoint", "stage"), goal=GOAL)
-            except risk.RiskError as exc:
-                if "CLV" not in str(exc):
-                    raise
-                # no repeat buyers yet: a conversion is worth its order (the section says which basis)
-                frame = risk.revenue_at_risk(self.db, levels=("touchpoint", "stage"), goal=GOAL, value_basis="aov")
-        finally:
-            self._forget_steps()
-        return frame
+            return risk.revenue_at_risk(self.db, levels=("touchpoint", "stage"), goal=GOAL)
+        except risk.RiskError as exc:
+            if "CLV" not in str(exc):
+                raise
+            # no repeat buyers yet: a conversion is worth its order (the section says which basis)
+            return risk.revenue_at_risk(self.db, levels=("touchpoint", "stage"), goal=GOAL, value_basis="aov")
 
     def export_revenue_at_risk(self) -> pl.DataFrame:
         return self.revenue_at_risk

@@ -92,7 +92,8 @@ def check_invariants(db_path: Path) -> dict[str, int]:
 
     Per manifest file: rows in raw.events = n_loaded (fewer for a GA4 file whose day a later file
     replaced: in total, raw.events = sum(n_loaded) - sum(n_replaced)), rows in raw.quarantine =
-    n_quarantined, n_read = n_loaded + n_duplicate + n_quarantined + n_forgotten. No duplicate event_id, no row of
+    n_quarantined, n_read = n_loaded + n_duplicate + n_quarantined + n_forgotten. No duplicate event_id or (file_id,
+    row_number), no row of
     a file the manifest does not know, no leftover scratch table; staging (when built) holds each
     raw event of the files the last build saw exactly once and its sessions add up to its events.
     """
@@ -119,6 +120,9 @@ def check_invariants(db_path: Path) -> dict[str, int]:
             "(select coalesce(sum(n_loaded), 0) - coalesce(sum(n_replaced), 0) from raw.manifest)"
         ) == 0, "raw.events differs from what the manifest says was loaded minus replaced"
         assert db.scalar("select count(*) - count(distinct event_id) from raw.events") == 0, "duplicate event_id"
+        # stg_events joins its windows back to raw.events on this pair
+        assert db.scalar("select count(*) - count(distinct (file_id, row_number)) from raw.events") == 0, \
+            "duplicate (file_id, row_number)"
         orphans = db.scalar(
             "select (select count(*) from raw.events where file_id not in (select file_id from raw.manifest)) + "
             "(select count(*) from raw.quarantine where file_id not in (select file_id from raw.manifest))"

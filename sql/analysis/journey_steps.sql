@@ -36,8 +36,6 @@ steps as (
         stage,
         stage_order,
         channel,
-        device,
-        country,
         revenue,
         case $level when 'event' then event_name when 'touchpoint' then touchpoint else stage end as raw_node,
         coalesce(case when $goal_kind = 'event' then event_name = $goal else touchpoint = $goal end, false)
@@ -138,8 +136,6 @@ final as (
         p.stage,
         p.stage_order,
         p.channel,
-        p.device,
-        p.country,
         p.revenue
     from positioned as p
     inner join journeys as j on p.journey_id = j.journey_id

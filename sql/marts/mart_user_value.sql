@@ -20,17 +20,22 @@ steps as (
 ),
 
 furthest as (
+    -- the (user, stage) pairs first: a few per user, so the ranking sorts those, not every step
     select user_key, stage as furthest_stage, stage_order as furthest_stage_order
-    from steps
-    where stage_order is not null
+    from (
+        select distinct user_key, stage, stage_order
+        from steps
+        where stage_order is not null
+    )
     qualify row_number() over (partition by user_key order by stage_order desc, stage) = 1
 ),
 
 entries as (
-    select user_key, touchpoint as entry_touchpoint
+    -- user_step_index is unique within a user: the first event step, without a sort
+    select user_key, arg_min(touchpoint, user_step_index) as entry_touchpoint
     from steps
     where not is_channel_step
-    qualify row_number() over (partition by user_key order by user_step_index) = 1
+    group by user_key
 ),
 
 customers as (

@@ -40,23 +40,35 @@ journeys as (
 ),
 
 staged as (
-    select
-        *,
-        max(stage_order) over (
-            partition by journey_id order by ts, user_step_index rows between current row and unbounded following
-        ) as max_stage_order_from_here
+    select *
     from touchpoints
     where stage_order is not null
 ),
 
-reached as (
+stage_spans as (
     select
         journey_id,
         stage,
         min(stage_order) as stage_order,
-        arg_min(max_stage_order_from_here, user_step_index) as max_stage_order_after_entry
+        min(user_step_index) as first_step_index,
+        max(user_step_index) as last_step_index
     from staged
     group by journey_id, stage
+),
+
+reached as (
+    -- The furthest stage from a stage's first step on: the highest order among the stages with a
+    -- step at or after it (a pairing of the few stages of each journey, not a window over every
+    -- step; user_step_index follows ts within a user).
+    select
+        a.journey_id,
+        a.stage,
+        a.stage_order,
+        max(b.stage_order) as max_stage_order_after_entry
+    from stage_spans as a
+    inner join stage_spans as b
+        on a.journey_id = b.journey_id and b.last_step_index >= a.first_step_index
+    group by a.journey_id, a.stage, a.stage_order
 ),
 
 runs as (

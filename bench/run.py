@@ -2,7 +2,9 @@
 
 Reads nothing but what it generates (``bench/data/<size>/``, cached, git-ignored); writes
 ``bench/results/<size>.json``. Each stage runs in its own process so its peak RSS is its own.
-Sizes: ``BENCH_SIZE=100k|1m|10m|100m`` (default ``1m``; several separated by commas).
+Sizes: ``BENCH_SIZE=100k|1m|10m|100m`` (default ``1m``; several separated by commas); 100m is
+generated as ten disjoint 10M chunks. ``BENCH_SKIP=stage,...`` skips stages (``incremental`` skips
+the incremental pair); at 100m the pandas and retentioneering baselines are skipped by default.
 
 The retentioneering stages run ``baseline_retentioneering.py`` with the python of their own venv
 (``make bench`` builds them); a venv that is missing or a run that fails is reported as
@@ -12,6 +14,7 @@ their funnel and transition counts with ours on the same definitions.
 
 from __future__ import annotations
 
+import glob as globbing
 import json
 import os
 import platform
@@ -19,12 +22,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000, "100m": 100_000_000}
 EVENTS_PER_USER = 16.25  # measured on the simulator's defaults (97,484 events for 6,000 users)
 
+# Above 10M the simulator's frame would not fit in memory (11.5 GB at 10M): bigger sizes are
+# disjoint 10M chunks (seeds 7, 8, ...), their ids prefixed with the chunk number so that no user,
+# session or event is shared, each chunk in its own folder.
+CHUNK = 10_000_000
+# Stages skipped by default at 100M: by extrapolation of their 10M peaks (9 GB, 4 GB) they would
+# need about 90 GB and 40 GB here. BENCH_SKIP=stage,... skips others (e.g. report,incremental).
+SKIP_AT = {"100m": {"pandas_baseline", "retentioneering"}}
+
 STAGE_CODE = {
+    "generate_chunk": (
+        "import polars as pl; from pipeline.simulate import simulate, write_sample; "
+        "ids = ('event_id', 'user_id', 'anonymous_id', 'session_id'); "
+        "frame = simulate(users={users}, days=90, seed={seed}); "
+        "write_sample(frame.with_columns([pl.lit({prefix!r}) + pl.col(c) for c in ids]), {data!r}, fmt='parquet')"
+    ),
     "generate": (
         "from pipeline.simulate import simulate, write_sample; "
         "write_sample(simulate(users={users}, days=90, seed=7), {data!r}, fmt='parquet')"
@@ -170,15 +188,24 @@ def _compare(theirs: dict[str, object], ours: dict[str, object]) -> dict[str, ob
     return summary
 
 
-def bench(size: str) -> dict[str, object]:
+def generate(size: str, data: Path) -> dict[str, object]:
     n = SIZES[size]
+    if n <= CHUNK:
+        data.mkdir(parents=True, exist_ok=True)
+        return run_stage("generate", users=int(n / EVENTS_PER_USER), data=str(data))
+    parts = [run_stage("generate_chunk", users=int(CHUNK / EVENTS_PER_USER), seed=7 + k, prefix=f"c{k}-",
+                       data=str(data / f"c{k}")) for k in range(n // CHUNK)]
+    return {"seconds": sum(p["seconds"] for p in parts), "peak_rss_mb": max(p["peak_rss_mb"] for p in parts)}
+
+
+def bench(size: str) -> dict[str, object]:
     data = HERE / "data" / size
     db = data / "bench.duckdb"
-    glob = str(data / "*.parquet")
-    results: dict[str, object] = {}
-    if not any(data.glob("*.parquet")):
-        data.mkdir(parents=True, exist_ok=True)
-        results["generate"] = run_stage("generate", users=int(n / EVENTS_PER_USER), data=str(data))
+    glob = str(data / ("*.parquet" if SIZES[size] <= CHUNK else "c*/*.parquet"))
+    skip = SKIP_AT.get(size, set()) | {s for s in os.environ.get("BENCH_SKIP", "").split(",") if s}
+    results: dict[str, Any] = {}
+    if not globbing.glob(glob):
+        results["generate"] = generate(size, data)
     for path in (db, Path(f"{db}.wal")):
         path.unlink(missing_ok=True)
     n_events = int(
@@ -188,33 +215,44 @@ def bench(size: str) -> dict[str, object]:
             capture_output=True, text=True, check=True,
         ).stdout
     )
+
+    def skipped(stage: str) -> bool:
+        if stage in skip:
+            results[stage] = {"unavailable": f"skipped at {size} (BENCH_SKIP, or too big for this machine)"}
+        return stage in skip
+
     for stage in ("duckdb_scan", "pandas_baseline"):
-        results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
+        if not skipped(stage):
+            results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
     for stage in RETENTIONEERING:
-        results[stage] = run_retentioneering(stage, glob, data / f"{stage}.json")
+        if not skipped(stage):
+            results[stage] = run_retentioneering(stage, glob, data / f"{stage}.json")
     for stage in ("ingest", "build", "transitions", "report"):
-        results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
-    incremental = data / "incremental"
-    incremental.mkdir(exist_ok=True)
-    values = {"glob": glob, "db": str(incremental / "bench.duckdb"), "base": str(incremental / "base.parquet"),
-              "day": str(incremental / "day.parquet")}
-    for path in (Path(values["db"]), Path(values["db"] + ".wal")):
-        path.unlink(missing_ok=True)
-    run_stage("incremental_setup", **values)
-    count = f"import polars as pl; print(pl.scan_parquet({values['day']!r}).select(pl.len()).collect().item())"
-    n_day = int(subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, check=True).stdout)
-    for stage in ("incremental_ingest", "incremental_build"):
-        results[stage] = {**run_stage(stage, **values), "n_events_added": n_day}
+        if not skipped(stage):
+            results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
+    if not skipped("incremental"):
+        incremental = data / "incremental"
+        incremental.mkdir(exist_ok=True)
+        values = {"glob": glob, "db": str(incremental / "bench.duckdb"), "base": str(incremental / "base.parquet"),
+                  "day": str(incremental / "day.parquet")}
+        for path in (Path(values["db"]), Path(values["db"] + ".wal")):
+            path.unlink(missing_ok=True)
+        run_stage("incremental_setup", **values)
+        count = f"import polars as pl; print(pl.scan_parquet({values['day']!r}).select(pl.len()).collect().item())"
+        n_day = int(subprocess.run([sys.executable, "-c", count], capture_output=True, text=True, check=True).stdout)
+        for stage in ("incremental_ingest", "incremental_build"):
+            results[stage] = {**run_stage(stage, **values), "n_events_added": n_day}
     checks = {}
-    ran = [stage for stage in RETENTIONEERING if "seconds" in results[stage]]  # type: ignore[operator]
-    if ran:
+    ran = [stage for stage in RETENTIONEERING if "seconds" in results.get(stage, {})]
+    if ran and "seconds" in results.get("build", {}):
         ours = json.loads(subprocess.run([sys.executable, "-c", OURS_CODE.format(db=str(db), steps=FUNNEL_STEPS)],
                                          capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         checks = {stage: check(stage, glob, data / f"{stage}.json", ours) for stage in ran}
-    pipeline = ("ingest", "build", "transitions", "report")
+    pipeline = [s for s in ("ingest", "build", "transitions", "report") if "seconds" in results.get(s, {})]
     results["end_to_end"] = {
-        "seconds": sum(results[s]["seconds"] for s in pipeline),  # type: ignore[index]
-        "peak_rss_mb": max(results[s]["peak_rss_mb"] for s in pipeline),  # type: ignore[index]
+        "stages": pipeline,
+        "seconds": sum(results[s]["seconds"] for s in pipeline),
+        "peak_rss_mb": max((results[s]["peak_rss_mb"] for s in pipeline), default=0),
     }
     return {"size": size, "n_events": n_events, "stages": results, "retentioneering_check": checks}
 
@@ -239,25 +277,35 @@ def main() -> None:
             version = f"  ({r['version']})" if "version" in r else ""
             print(f"{size:>5} {stage:<17} {r['seconds']:>8.2f} {rate:>12,.0f} {r['peak_rss_mb']:>12,.0f}{version}")
         (HERE / "results" / f"{size}.json").write_text(json.dumps(report, indent=1) + "\n")
-        stages = report["stages"]
-        floor = stages["duckdb_scan"]["seconds"]  # type: ignore[index]
-        total = stages["end_to_end"]["seconds"]  # type: ignore[index]
-        core = stages["build"]["seconds"] + stages["transitions"]["seconds"]  # type: ignore[index]
-        pandas_s = stages["pandas_baseline"]["seconds"]  # type: ignore[index]
-        print(f"{size:>5} {'ratio':<17} end-to-end / raw DuckDB scan = {total / floor:.1f}x; "
-              f"pandas baseline (sessions, transitions, funnel, no validation) / our build+transitions = "
-              f"{pandas_s / core:.2f}x")
-        incr = stages["incremental_build"]  # type: ignore[index]
-        share = incr["n_events_added"] / report["n_events"]
+        print_ratios(size, report)
+
+
+def print_ratios(size: str, report: dict[str, Any]) -> None:
+    stages = report["stages"]
+
+    def seconds(stage: str) -> float:
+        return float(stages.get(stage, {}).get("seconds", 0.0))
+
+    if seconds("end_to_end") and seconds("duckdb_scan"):
+        print(f"{size:>5} {'ratio':<17} end-to-end ({'+'.join(stages['end_to_end']['stages'])}) / raw DuckDB "
+              f"scan = {seconds('end_to_end') / seconds('duckdb_scan'):.1f}x")
+    core = seconds("build") + seconds("transitions")
+    if not (seconds("build") and seconds("transitions")):
+        return
+    if seconds("pandas_baseline"):
+        print(f"{size:>5} {'ratio':<17} pandas baseline (sessions, transitions, funnel, no validation) / our "
+              f"build+transitions = {seconds('pandas_baseline') / core:.2f}x")
+    if seconds("incremental_build"):
+        share = stages["incremental_build"]["n_events_added"] / report["n_events"]
         print(f"{size:>5} {'ratio':<17} incremental build of the last day ({share:.1%} of the events) / full build "
-              f"= {incr['seconds'] / stages['build']['seconds']:.0%}")  # type: ignore[index]
-        for stage in RETENTIONEERING:
-            r = stages[stage]  # type: ignore[index]
-            if "seconds" in r:
-                print(f"{size:>5} {'ratio':<17} retentioneering {r['version']} transition graph + funnel / "
-                      f"our build+transitions = {r['seconds'] / core:.2f}x")
-        for c in report["retentioneering_check"].values():  # type: ignore[union-attr]
-            print_check(size, c)
+              f"= {seconds('incremental_build') / seconds('build'):.0%}")
+    for stage in RETENTIONEERING:
+        r = stages.get(stage, {})
+        if "seconds" in r:
+            print(f"{size:>5} {'ratio':<17} retentioneering {r['version']} transition graph + funnel / "
+                  f"our build+transitions = {r['seconds'] / core:.2f}x")
+    for c in report["retentioneering_check"].values():
+        print_check(size, c)
 
 
 def print_check(size: str, c: dict[str, object]) -> None:

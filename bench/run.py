@@ -41,7 +41,8 @@ STAGE_CODE = {
         "import polars as pl; from pipeline.simulate import simulate, write_sample; "
         "ids = ('event_id', 'user_id', 'anonymous_id', 'session_id'); "
         "frame = simulate(users={users}, days=90, seed={seed}); "
-        "write_sample(frame.with_columns([pl.lit({prefix!r}) + pl.col(c) for c in ids]), {data!r}, fmt='parquet')"
+        "frame = frame.with_columns([(pl.lit({prefix!r}) + pl.col(c)).alias(c) for c in ids]); "
+        "write_sample(frame, {data!r}, fmt='parquet')"
     ),
     "generate": (
         "from pipeline.simulate import simulate, write_sample; "

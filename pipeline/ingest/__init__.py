@@ -652,33 +652,34 @@ def _forgotten_tokens(text: str, rules: privacy.IngestPrivacy) -> str:
 
 def _quarantine_invalid_json(db: Database, ids: Mapping[str, object], rules: privacy.IngestPrivacy) -> tuple[int, int]:
     """Quarantine NDJSON lines that are not objects; return (lines, lines of forgotten ids dropped)."""
-    bound = {**ids, **rules.sql_params(), "split": privacy.TOKEN_SPLIT}
-    forgotten = _forgotten_tokens("line", rules)
-    db.execute(
-        "insert into raw.quarantine select $file_id, $path, null, _journeys_row, '<line>', 'malformed_json', "  # noqa: S608
-        f"{_malformed_text('line', rules)} from _ingest_src where obj is null and not {forgotten}",
-        bound,
-    )
-    n_lines = int(db.scalar("select count(*) from _ingest_src where obj is null"))
-    n_forgotten = int(db.scalar(f"select count(*) from _ingest_src where obj is null and {forgotten}", bound))  # noqa: S608
-    return n_lines, n_forgotten
+    lines = "select _journeys_row as line_no, line as text from _ingest_src where obj is null"
+    return _quarantine_malformed(db, ids, rules, lines, "<line>", "malformed_json")
 
 
 def _quarantine_rejects(db: Database, ids: Mapping[str, object], rules: privacy.IngestPrivacy) -> tuple[int, int]:
     """Quarantine records the CSV parser rejected; return (records, records of forgotten ids dropped)."""
     if not _temp_exists(db, "src_rejects"):
         return 0, 0
-    bound = {**ids, **rules.sql_params(), "split": privacy.TOKEN_SPLIT}
-    rejects = "select line, trim(any_value(csv_line), chr(10) || chr(13)) as text from src_rejects group by line"
+    rejects = ("select line as line_no, trim(any_value(csv_line), chr(10) || chr(13)) as text "
+               "from src_rejects group by line")
+    return _quarantine_malformed(db, ids, rules, rejects, "<row>", "malformed_row")
+
+
+def _quarantine_malformed(
+    db: Database, ids: Mapping[str, object], rules: privacy.IngestPrivacy, records: str, field: str, reason: str
+) -> tuple[int, int]:
+    """Quarantine ``records`` (our own select of line_no, text), redacted, except those naming a
+    forgotten id; return (records, records of forgotten ids dropped)."""
+    bound = {**ids, **rules.sql_params(), "split": privacy.TOKEN_SPLIT, "field": field, "reason": reason}
     forgotten = _forgotten_tokens("text", rules)
     db.execute(
-        "insert into raw.quarantine select $file_id, $path, null, line, '<row>', 'malformed_row', "  # noqa: S608
-        f"{_malformed_text('text', rules)} from ({rejects}) where not {forgotten}",
+        "insert into raw.quarantine select $file_id, $path, null, line_no, $field, $reason, "  # noqa: S608
+        f"{_malformed_text('text', rules)} from ({records}) where not {forgotten}",
         bound,
     )
-    n_rows = int(db.scalar("select count(distinct line) from src_rejects"))
-    n_forgotten = int(db.scalar(f"select count(*) from ({rejects}) where {forgotten}", bound))  # noqa: S608
-    return n_rows, n_forgotten
+    n_records = int(db.scalar(f"select count(*) from ({records})"))  # noqa: S608
+    n_forgotten = int(db.scalar(f"select count(*) from ({records}) where {forgotten}", bound))  # noqa: S608
+    return n_records, n_forgotten
 
 
 def _temp_exists(db: Database, name: str) -> bool:

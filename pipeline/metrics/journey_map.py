@@ -52,3 +52,16 @@ def journey_map(db: Database, *, scope: Scope = "user", goal: str = "purchase", 
         pl.col("revenue").cast(pl.Float64),
         pl.col("median_seconds_in_stage").cast(pl.Float64),
     ).select(COLUMNS)
+
+
+def from_mart(db: Database, *, level: float = 0.95) -> pl.DataFrame:
+    """The map of the defaults (user scope, goal ``purchase``, top 3 touchpoints) read from
+    ``marts.mart_journey_map``, with the intervals added: what :func:`journey_map` computes, without
+    the pass over every step (the report's map at 10M events: 0.01 s instead of 6 s)."""
+    frame = db.table("marts.mart_journey_map")
+    frame = add_rate(frame, "n_progressed", "n_reached", "progression_rate", level)
+    frame = add_rate(frame, "n_abandoned", "n_reached", "abandonment_rate", level)
+    return frame.with_columns(
+        pl.col("revenue").cast(pl.Float64),
+        pl.col("median_seconds_in_stage").cast(pl.Float64),
+    ).select(COLUMNS)

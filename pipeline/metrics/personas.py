@@ -10,7 +10,11 @@ becomes 0). Clustering: a k-means++ start (``kmeans2``), then one ``kmeans2`` Ll
 until the labels settle; this runs ``n_init`` times from one ``numpy`` generator seeded with
 ``seed`` and the run with the lowest within-cluster sum of squares is kept (a run that leaves a
 cluster empty only wins when every run does), so the same data and seed always give the same
-personas. Personas are numbered 1..k by size (largest first; ties by centroid). A persona
+personas. With more than ``FIT_SAMPLE`` users the restarts run on a seeded sample of that many
+users and only the winner is refined on everyone (Lloyd steps from its centroids until the labels
+settle): ten restarts over 600,000 users took 20 s, and the sample picks the same basin for
+clusters of any size that matters to a persona (the "sample the data to choose the start" idea of
+Bradley and Fayyad, *Refining Initial Points for K-Means Clustering*, ICML 1998). Personas are numbered 1..k by size (largest first; ties by centroid). A persona
 is characterised by the touchpoints whose standardised mean is highest in it.
 """
 
@@ -27,6 +31,7 @@ from pipeline.db import Database, load_sql
 from pipeline.metrics.conversion import MetricError, add_rate
 
 TOUCHPOINT_PREFIX = "touchpoint:"
+FIT_SAMPLE = 50_000  # users the restarts run on (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -53,20 +58,28 @@ def standardise(matrix: np.ndarray) -> np.ndarray:
     return np.where(sd > 0, (matrix - mean) / np.where(sd > 0, sd, 1.0), 0.0)
 
 
-def cluster(data: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> np.ndarray:
-    """Labels 0..k-1 (0 = largest cluster) of the best of ``n_init`` seeded k-means++ runs."""
+def cluster(data: np.ndarray, k: int, seed: int = 0, n_init: int = 10, fit_sample: int = FIT_SAMPLE) -> np.ndarray:
+    """Labels 0..k-1 (0 = largest cluster) of the best of ``n_init`` seeded k-means++ runs (on a
+    seeded sample of ``fit_sample`` rows when there are more, the winner refined on all rows)."""
     if np.unique(data, axis=0).shape[0] < k:
         raise MetricError(f"cannot form {k} personas: fewer than {k} distinct behaviours")
     rng = np.random.default_rng(seed)
-    best_labels, best_score = None, (True, np.inf)
+    fit = data
+    if data.shape[0] > fit_sample:
+        fit = data[np.sort(rng.choice(data.shape[0], fit_sample, replace=False))]
+        if np.unique(fit, axis=0).shape[0] < k:  # a sample too uniform to seed k clusters
+            fit = data
+    best_centroids, best_labels, best_score = None, None, (True, np.inf)
     for _ in range(n_init):  # restarts, not a loop over users
-        centroids, labels = _kmeans(data, k, rng)
+        centroids, labels = _kmeans(fit, k, rng)
         has_empty = bool((np.bincount(labels, minlength=k) == 0).any())
-        score = (has_empty, float(((data - centroids[labels]) ** 2).sum()))
+        score = (has_empty, float(((fit - centroids[labels]) ** 2).sum()))
         if score[0] < best_score[0] or (score[0] == best_score[0] and score[1] < best_score[1] - 1e-9):
-            best_labels, best_score = labels, score
-    if best_labels is None:  # n_init >= 1 always sets it
+            best_centroids, best_labels, best_score = centroids, labels, score
+    if best_labels is None or best_centroids is None:  # n_init >= 1 always sets them
         raise ValueError("personas need n_init >= 1")
+    if fit is not data:
+        best_labels = _kmeans(data, k, rng, start=best_centroids)[1]
     sizes = np.bincount(best_labels, minlength=k)
     means = np.array([data[best_labels == c].mean(axis=0) if sizes[c] else np.zeros(data.shape[1])
                       for c in range(k)])
@@ -78,13 +91,17 @@ def cluster(data: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> np.nda
 
 
 def _kmeans(data: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 300,
-            tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """kmeans2 from a k-means++ start, one Lloyd step at a time until the labels stop changing or
-    the centroids move less than ``tol`` in total squared distance (kmeans2 itself always runs all
-    ``iter`` steps; on standardised data this tolerance is scikit-learn's default)."""
+            tol: float = 1e-4, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """kmeans2 from a k-means++ start (or from the centroids ``start``), one Lloyd step at a time
+    until the labels stop changing or the centroids move less than ``tol`` in total squared distance
+    (kmeans2 itself always runs all ``iter`` steps; on standardised data this tolerance is
+    scikit-learn's default)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an empty cluster is scored by the caller instead
-        centroids, labels = kmeans2(data, k, iter=1, minit="++", seed=rng, missing="warn")
+        if start is None:
+            centroids, labels = kmeans2(data, k, iter=1, minit="++", seed=rng, missing="warn")
+        else:
+            centroids, labels = start, vq(data, start)[0]
         for _ in range(max_iter):
             new_centroids, new_labels = kmeans2(data, centroids, iter=1, minit="matrix", missing="warn")
             settled = np.array_equal(new_labels, labels) or float(((new_centroids - centroids) ** 2).sum()) < tol

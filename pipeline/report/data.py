@@ -208,7 +208,7 @@ class ReportData:
     # -- journey map, funnel --------------------------------------------------------------------
     @functools.cached_property
     def journey_map_frame(self) -> pl.DataFrame:
-        return journey_map.journey_map(self.db, scope="user", goal=GOAL, top_n=4)
+        return journey_map.from_mart(self.db)  # the build's mart: user scope, goal purchase, top 3
 
     def journey_map(self) -> pl.DataFrame:
         frame = self.journey_map_frame

@@ -412,14 +412,12 @@ def attribute_db(
     touches = inputs.touches.select("journey_id", "ts", "channel")
     if touches.height == 0:
         raise CustomerValueError("no touches to attribute (no channel steps in the data)")
-    frames = []
-    for model in models:
-        if ci:
-            frames.append(
-                attr.bootstrap_ci(touches, inputs.journeys, model, n_boot=n_boot, seed=seed,  # type: ignore[arg-type]
-                                  half_life_days=half_life_days)
-            )
-        else:
-            frames.append(attr.attribute(touches, inputs.journeys, model, half_life_days=half_life_days))  # type: ignore[arg-type]
-    out = pl.concat(frames, how="vertical")
+    if ci:
+        out = pl.concat([
+            attr.bootstrap_ci(touches, inputs.journeys, model, n_boot=n_boot, seed=seed,  # type: ignore[arg-type]
+                              half_life_days=half_life_days)
+            for model in models
+        ], how="vertical")
+    else:  # the touches are sorted and indexed once for every model
+        out = attr.attribute_all(touches, inputs.journeys, models, half_life_days=half_life_days)  # type: ignore[arg-type]
     return out.rename({"channel": level}) if level != "channel" else out

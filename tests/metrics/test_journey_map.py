@@ -15,7 +15,7 @@ from pipeline.build import build
 from pipeline.db import Database
 from pipeline.metrics import stats
 from pipeline.metrics.conversion import MetricError
-from pipeline.metrics.journey_map import journey_map
+from pipeline.metrics.journey_map import from_mart, journey_map
 from pipeline.paths import PathOptions, stage_moves
 from tests.conftest import REPO, load_events, make_journeys
 
@@ -125,6 +125,11 @@ def test_mart_equals_the_function_defaults(shop):
     left = mart.with_columns(pl.col("revenue").cast(pl.Float64), pl.col("stage_order").cast(pl.Int64))
     right = frame.select(columns).with_columns(pl.col("stage_order").cast(pl.Int64))
     assert left.rows() == right.rows()
+    # what the report reads: the mart with the intervals, equal to the function's whole frame
+    read = from_mart(shop)
+    assert read.columns == frame.columns
+    assert read.with_columns(pl.col("stage_order").cast(pl.Int64)).rows() == frame.with_columns(
+        pl.col("stage_order").cast(pl.Int64)).rows()
 
 
 def test_time_in_stage_matches_stage_moves(shop):

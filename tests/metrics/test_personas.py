@@ -12,7 +12,7 @@ import pytest
 from pipeline.build import build
 from pipeline.db import Database
 from pipeline.metrics.conversion import MetricError
-from pipeline.metrics.personas import features, personas, standardise
+from pipeline.metrics.personas import cluster, features, personas, standardise
 from tests.conftest import REPO, load_events, make_journeys
 
 PAID = {"source": "google", "medium": "cpc"}
@@ -107,3 +107,19 @@ def test_personas_command(tmp_path, cfg):
                           "json"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert run.returncode == 0, run.stderr
     assert [(r["persona"], r["n_users"]) for r in json.loads(run.stdout)] == [(1, 12), (2, 8)]
+
+
+def test_restarts_on_a_sample_find_the_full_data_clusters():
+    # Three planted blobs of unequal size (3,000 / 2,000 / 1,000 rows, 4 features). Restarts on a
+    # 300-row sample, refined on all rows, must give exactly the labels of restarts on all rows.
+    rng = np.random.default_rng(11)
+    centres = np.array([[0, 0, 0, 0], [6, 0, 6, 0], [0, 6, 0, 6]], dtype=float)
+    sizes = (3000, 2000, 1000)
+    data = np.vstack([c + rng.normal(0, 1, (n, 4)) for c, n in zip(centres, sizes, strict=True)])
+    planted = np.repeat([0, 1, 2], sizes)
+    full = cluster(data, 3, seed=5, fit_sample=len(data))
+    sampled = cluster(data, 3, seed=5, fit_sample=300)
+    assert np.array_equal(full, sampled)
+    # the planted blobs, numbered by size (largest first), with at most a handful of boundary rows off
+    assert (sampled != planted).sum() <= 5
+    assert np.array_equal(sampled, cluster(data, 3, seed=5, fit_sample=300))  # seeded: same again

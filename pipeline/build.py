@@ -99,7 +99,7 @@ def mapping_paths(config: dict[str, dict[str, Any]]) -> dict[str, Path]:
 
 
 BuildMode = Literal["auto", "full"]
-STAGING_BY_USER = ("stg_events", "stg_sessions", "stg_users", "stg_touchpoints")
+STAGING_BY_USER = ("stg_events", "stg_sessions", "stg_users", "stg_touchpoints", "stg_stage_visits", "stg_user_stages")
 
 
 def fingerprint(config: dict[str, dict[str, Any]]) -> str:
@@ -211,7 +211,8 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
     Affected journey keys = the keys those users' events had before (an identity link may move a
     cookie's events to another user) plus the keys they have now. Their raw events are copied into
     an in-memory database where the same staging SQL runs; the main database then swaps their rows
-    in one transaction, rebuilds stg_identity, paths and marts.
+    in one transaction, replaces stg_identity, and rebuilds paths and marts. The new identity links
+    are computed once (a pass over raw.events) and serve the three steps that need them.
     """
     started = time.perf_counter()
     main = db.scalar("select current_database()")
@@ -219,7 +220,8 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
         "select user_id as id from raw.events where file_id > $last and user_id is not null union "
         "select anonymous_id from raw.events where file_id > $last and anonymous_id is not null"
     )
-    identity = load_sql("staging/stg_identity.sql")
+    db.materialize("_build_identity", load_sql("staging/stg_identity.sql"), temp=True)
+    identity = "select * from _build_identity"
     db.materialize(
         "_build_affected",
         f"with ids as ({new_ids}), identity as ({identity}), "  # noqa: S608 - our own SQL files
@@ -250,7 +252,8 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
             db.execute(f'use "{main}"')
         summary.seconds["staging"] = round(time.perf_counter() - started, 3)
         with db.transaction():
-            summary.tables["staging.stg_identity"] = db.build_model("staging/stg_identity.sql", params)
+            db.materialize("staging.stg_identity", identity)
+            summary.tables["staging.stg_identity"] = int(db.scalar("select count(*) from staging.stg_identity"))
             for table in STAGING_BY_USER:
                 db.execute(
                     f"delete from staging.{table} where user_key in (select user_key from _build_affected)"  # noqa: S608
@@ -262,4 +265,5 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
     finally:
         db.execute("detach _incremental")
         db.execute("drop table if exists _build_affected")
+        db.execute("drop table if exists _build_identity")
     return n_affected

@@ -18,6 +18,8 @@ GRAIN = {
     "staging.stg_sessions": ["session_key"],
     "staging.stg_users": ["user_key"],
     "staging.stg_touchpoints": ["user_key", "user_step_index"],
+    "staging.stg_stage_visits": ["user_key", "entry_step_index"],
+    "staging.stg_user_stages": ["user_key", "stage"],
 }
 
 
@@ -41,6 +43,8 @@ def _batches(tmp_path) -> list:
 
 
 def _tables(db: Database) -> dict[str, pl.DataFrame]:
+    staging = {f"staging.{m.split('/')[-1].removesuffix('.sql')}" for m in discover_models()["staging"]}
+    assert staging == set(GRAIN), "every staging model is compared: give a new one its grain here"
     names = list(GRAIN) + [
         f"{layer}.{m.split('/')[-1].removesuffix('.sql')}"
         for layer, models in discover_models().items() if layer != "staging" for m in models

@@ -54,6 +54,8 @@ GRAIN = {
     "staging.stg_sessions": ["session_key"],
     "staging.stg_touchpoints": ["user_key", "user_step_index"],
     "staging.stg_users": ["user_key"],
+    "staging.stg_stage_visits": ["user_key", "entry_step_index"],
+    "staging.stg_user_stages": ["user_key", "stage"],
     "marts.mart_customers": ["user_key"],
     "marts.mart_user_value": ["user_key"],
     "marts.mart_journey_map": ["stage"],

@@ -1,9 +1,10 @@
 -- Grain: one row per journey stage (stage_order ascending) reached by at least one user.
--- Reads: staging.stg_touchpoints, staging.stg_events (survey and review properties).
+-- Reads: staging.stg_user_stages (per user and stage), staging.stg_stage_visits (per visit),
+--        staging.stg_touchpoints (touchpoint counts), staging.stg_users (the number of journeys).
 -- Params: none (the defaults of pipeline.metrics.journey_map.journey_map: a journey is all sessions of
 --         one user, the goal is the purchase event, top 3 touchpoints); sql/analysis/
---         journey_map_stages.sql is the same query with those as parameters, and a test keeps the two
---         equal.
+--         journey_map_stages.sql computes the same numbers in one query with those as parameters,
+--         and a test keeps the two equal.
 -- Meaning: n_reached: users with a step in the stage (channel steps included: they are the Awareness
 --          touchpoints); n_progressed: of those, users with a step in a later stage at or after their
 --          first step in this stage (conversion to the next stage); n_abandoned: users whose furthest
@@ -15,88 +16,15 @@
 --          mean_survey_score / mean_review_rating: mean of the properties keys 'score' of
 --          survey_response and 'rating' of review_submitted events of the users who reached the stage
 --          (null where there are none).
-with touchpoints as (
-    select
-        user_key as journey_id,
-        user_step_index,
-        ts,
-        is_channel_step,
-        event_name,
-        touchpoint,
-        stage,
-        stage_order,
-        revenue,
-        coalesce(event_name = 'purchase', false) as is_goal_step
-    from staging.stg_touchpoints
-),
-
-journeys as (
-    select
-        journey_id,
-        max(stage_order) as furthest_stage_order,
-        bool_or(is_goal_step) as is_converted,
-        coalesce(sum(revenue) filter (where event_name = 'purchase'), 0) as revenue
-    from touchpoints
-    group by journey_id
-),
-
-staged as (
-    select *
-    from touchpoints
-    where stage_order is not null
-),
-
-stage_spans as (
-    select
-        journey_id,
-        stage,
-        min(stage_order) as stage_order,
-        min(user_step_index) as first_step_index,
-        max(user_step_index) as last_step_index
-    from staged
-    group by journey_id, stage
-),
-
-reached as (
-    -- The furthest stage from a stage's first step on: the highest order among the stages with a
-    -- step at or after it (a pairing of the few stages of each journey, not a window over every
-    -- step; user_step_index follows ts within a user).
-    select
-        a.journey_id,
-        a.stage,
-        a.stage_order,
-        max(b.stage_order) as max_stage_order_after_entry
-    from stage_spans as a
-    inner join stage_spans as b
-        on a.journey_id = b.journey_id and b.last_step_index >= a.first_step_index
-    group by a.journey_id, a.stage, a.stage_order
-),
-
-runs as (
-    select *
-    from (
-        select
-            journey_id,
-            user_step_index,
-            ts,
-            stage,
-            lag(stage) over (partition by journey_id order by ts, user_step_index) as previous_stage
-        from staged
-        where not is_channel_step
-    )
-    where previous_stage is null or stage <> previous_stage
-),
-
-visits as (
-    select
-        stage,
-        epoch(lead(ts) over (partition by journey_id order by ts, user_step_index)) - epoch(ts) as seconds_in_stage
-    from runs
+--          The per-user facts live in the two staging tables, so an incremental build recomputes
+--          them only for the users that new events touch and this mart only adds them up.
+with user_stages as (
+    select * from staging.stg_user_stages
 ),
 
 time_in_stage as (
     select stage, median(seconds_in_stage) as median_seconds_in_stage
-    from visits
+    from staging.stg_stage_visits
     group by stage
 ),
 
@@ -106,7 +34,8 @@ touchpoint_uses as (
         touchpoint,
         count(*) as n_steps,
         row_number() over (partition by stage order by count(*) desc, touchpoint) as touchpoint_rank
-    from staged
+    from staging.stg_touchpoints
+    where stage_order is not null
     group by stage, touchpoint
 ),
 
@@ -126,38 +55,20 @@ top_touchpoints as (
     group by stage
 ),
 
-responses as (
-    select
-        user_key as journey_id,
-        case when event_name = 'survey_response' then try_cast(properties ->> 'score' as double) end as survey_score,
-        case when event_name = 'review_submitted' then try_cast(properties ->> 'rating' as double) end as review_rating
-    from staging.stg_events
-    where event_name in ('survey_response', 'review_submitted')
-),
-
-satisfaction as (
-    select
-        r.stage,
-        avg(p.survey_score) as mean_survey_score,
-        count(p.survey_score) as n_survey_responses,
-        avg(p.review_rating) as mean_review_rating,
-        count(p.review_rating) as n_reviews
-    from reached as r
-    inner join responses as p on r.journey_id = p.journey_id
-    group by r.stage
-),
-
 stage_counts as (
     select
-        r.stage,
-        min(r.stage_order) as stage_order,
+        stage,
+        min(stage_order) as stage_order,
         count(*) as n_reached,
-        count(*) filter (where r.max_stage_order_after_entry > r.stage_order) as n_progressed,
-        count(*) filter (where j.furthest_stage_order = r.stage_order and not j.is_converted) as n_abandoned,
-        sum(j.revenue) as revenue
-    from reached as r
-    inner join journeys as j on r.journey_id = j.journey_id
-    group by r.stage
+        count(*) filter (where is_progressed) as n_progressed,
+        count(*) filter (where is_abandoned) as n_abandoned,
+        sum(revenue) as revenue,
+        sum(survey_score_sum) as survey_score_sum,
+        sum(n_survey_responses) as n_survey_responses,
+        sum(review_rating_sum) as review_rating_sum,
+        sum(n_reviews) as n_reviews
+    from user_stages
+    group by stage
 ),
 
 final as (
@@ -165,7 +76,7 @@ final as (
         c.stage,
         c.stage_order,
         c.n_reached,
-        c.n_reached / (select count(*) from journeys) as reach_rate,
+        c.n_reached / (select count(*) from staging.stg_users) as reach_rate,
         c.n_progressed,
         c.n_progressed / c.n_reached as progression_rate,
         c.n_abandoned,
@@ -173,14 +84,14 @@ final as (
         t.median_seconds_in_stage,
         tt.top_touchpoints,
         c.revenue,
-        s.mean_survey_score,
-        coalesce(s.n_survey_responses, 0) as n_survey_responses,
-        s.mean_review_rating,
-        coalesce(s.n_reviews, 0) as n_reviews
+        case when c.n_survey_responses > 0 then c.survey_score_sum / c.n_survey_responses end
+            as mean_survey_score,
+        c.n_survey_responses,
+        case when c.n_reviews > 0 then c.review_rating_sum / c.n_reviews end as mean_review_rating,
+        c.n_reviews
     from stage_counts as c
     left join time_in_stage as t on c.stage = t.stage
     left join top_touchpoints as tt on c.stage = tt.stage
-    left join satisfaction as s on c.stage = s.stage
 )
 
 select * from final

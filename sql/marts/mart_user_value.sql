@@ -1,5 +1,5 @@
 -- Grain: one row per journey key (user_key), customers and non-customers alike.
--- Reads: staging.stg_users, staging.stg_touchpoints, marts.mart_customers.
+-- Reads: staging.stg_users, staging.stg_touchpoints, staging.stg_user_stages, marts.mart_customers.
 -- Params: none.
 -- Meaning: the dimensions value is broken down by, next to the user's historical value:
 --   * furthest_stage: the mapped stage with the highest stage_order the user ever reached (any step,
@@ -15,18 +15,14 @@ with users as (
 ),
 
 steps as (
-    select user_key, user_step_index, is_channel_step, touchpoint, stage, stage_order
+    select user_key, user_step_index, is_channel_step, touchpoint
     from staging.stg_touchpoints
 ),
 
 furthest as (
-    -- the (user, stage) pairs first: a few per user, so the ranking sorts those, not every step
+    -- the user's (user, stage) pairs are stored: the ranking sorts a few rows per user
     select user_key, stage as furthest_stage, stage_order as furthest_stage_order
-    from (
-        select distinct user_key, stage, stage_order
-        from steps
-        where stage_order is not null
-    )
+    from staging.stg_user_stages
     qualify row_number() over (partition by user_key order by stage_order desc, stage) = 1
 ),
 

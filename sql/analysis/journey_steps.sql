@@ -68,8 +68,11 @@ named as (
 ),
 
 converted as (
+    -- Only when steps are dropped: with every step kept, a journey converted exactly when it has a
+    -- goal position (below), and this second pass over the steps is skipped.
     select journey_id, bool_or(is_goal_step) as is_converted
     from steps
+    where not (len(cast($exclude as varchar[])) = 0 and not $collapse_repeats and $level <> 'event')
     group by journey_id
 ),
 
@@ -129,7 +132,7 @@ final as (
         p.node,
         p.ts,
         p.is_goal_step,
-        c.is_converted,
+        coalesce(c.is_converted, j.goal_position is not null) as is_converted,
         p.is_channel_step,
         p.event_name,
         p.touchpoint,
@@ -139,7 +142,7 @@ final as (
         p.revenue
     from positioned as p
     inner join journeys as j on p.journey_id = j.journey_id
-    inner join converted as c on p.journey_id = c.journey_id
+    left join converted as c on p.journey_id = c.journey_id
     where p.position > j.n_dropped_before and p.position <= j.last_kept
 )
 

@@ -17,23 +17,22 @@ step_totals as (
 ),
 
 touchpoint_shares as (
+    -- counted first, then divided: the totals join the few (user, touchpoint) rows, not every step
     select
-        s.user_key,
-        'touchpoint:' || s.touchpoint as feature,
-        count(*) / any_value(t.n_steps) as value
-    from steps as s
-    inner join step_totals as t on s.user_key = t.user_key
-    group by s.user_key, s.touchpoint
+        c.user_key,
+        'touchpoint:' || c.touchpoint as feature,
+        c.n_steps / t.n_steps as value
+    from (select user_key, touchpoint, count(*) as n_steps from steps group by user_key, touchpoint) as c
+    inner join step_totals as t on c.user_key = t.user_key
 ),
 
 stage_shares as (
     select
-        s.user_key,
-        'stage:' || s.stage as feature,
-        count(*) / any_value(t.n_steps) as value
-    from steps as s
-    inner join step_totals as t on s.user_key = t.user_key
-    group by s.user_key, s.stage
+        c.user_key,
+        'stage:' || c.stage as feature,
+        c.n_steps / t.n_steps as value
+    from (select user_key, stage, count(*) as n_steps from steps group by user_key, stage) as c
+    inner join step_totals as t on c.user_key = t.user_key
 ),
 
 channels as (

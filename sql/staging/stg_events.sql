@@ -77,7 +77,7 @@ inactivity as (
     -- session; both are ordered by the integer user_event_index, a cheaper sort than (ts, event_id).
     select
         *,
-        sum(is_start) over user_order as inactivity_index,
+        cast(sum(is_start) over user_order as bigint) as inactivity_index,  -- a sum is HUGEINT in DuckDB
         user_event_index - max(case when is_start = 1 then user_event_index end) over user_order + 1
             as inactivity_event_index
     from (

@@ -97,9 +97,9 @@ session_starts as (
     union all
     select
         *,
-        sum(case when session_event_index = 1 then 1 else 0 end) over (
+        cast(sum(case when session_event_index = 1 then 1 else 0 end) over (
             partition by user_key order by user_event_index rows unbounded preceding
-        ) as n_sessions_started
+        ) as bigint) as n_sessions_started
     from mapped_events
     where $session_source = 'source'
 ),

@@ -305,7 +305,7 @@ class ReportData:
 
     @functools.cached_property
     def session_transitions(self) -> pl.DataFrame:
-        return self._analysis(self.SESSION_TOUCHPOINTS, "transitions")
+        return paths.transitions(self.db, self.SESSION_TOUCHPOINTS)
 
     @functools.cached_property
     def session_dropoffs(self) -> pl.DataFrame:
@@ -371,7 +371,7 @@ class ReportData:
                               {"starting_at": None, "ending_at": None, "max_steps": 0, "outcome": "all", "top": 200})
 
     def export_transitions(self) -> pl.DataFrame:
-        return self._analysis(paths.PathOptions(scope="user", level="touchpoint", goal=GOAL), "transitions")
+        return paths.transitions(self.db, paths.PathOptions(scope="user", level="touchpoint", goal=GOAL))
 
     @functools.cached_property
     def effort(self) -> pl.DataFrame:

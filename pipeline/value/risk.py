@@ -7,7 +7,7 @@ temp tables and registered frames, so it works on a read-only connection. The ab
 algebra is :mod:`pipeline.value.markov`, on the aggregated edge table.
 
 The chain (``chain_edges``) is the transition graph of :func:`pipeline.paths.transitions` with every
-goal step named after the goal (``sql/analysis/risk_goal_transitions.sql``): at the touchpoint level
+goal step named after the goal (``sql/analysis/transitions.sql`` with ``$goal_node``): at the touchpoint level
 this is the transitions table itself; at the stage level it separates the purchase from the rest of
 stage Purchase, so the chain has a goal to absorb into. Journeys are cut at their first goal step
 (``until_goal``) by default: what a customer does after converting says nothing about how people get
@@ -75,7 +75,7 @@ def _options(level: str, scope: str, goal: str, until_goal: bool) -> paths.PathO
 def _goal_edges(db: Database, goal: str, level: str) -> pl.DataFrame:
     """The edge table of the ``journey_steps`` already prepared, goal steps named ``goal``."""
     return db.query(
-        load_sql("analysis/risk_goal_transitions.sql"), {"goal_node": goal, "collapse_repeats": level == "stage"}
+        load_sql("analysis/transitions.sql"), {"goal_node": goal, "collapse_renamed": level == "stage"}
     )
 
 

@@ -1,11 +1,45 @@
 -- Grain: one row per edge (from_node, to_node) of the transition graph.
 -- Reads: journey_steps (temp table made from sql/analysis/journey_steps.sql for one request).
--- Params: none.
+-- Params: $goal_node (varchar, or null): when given, every goal step becomes the node $goal_node
+--             whatever the level (the chain of pipeline/value/risk.py: at the stage level this
+--             separates the conversion from the rest of its stage, so an absorbing chain has a goal
+--             to absorb into; at the touchpoint level with the goal `purchase` nothing changes);
+--         $collapse_renamed (boolean): after that renaming, consecutive steps on one node count
+--             once (a purchase right after checkout, both in stage Purchase, stays a step of its
+--             own). Without it the steps are the prepared journeys as they are, and no window but
+--             the edges' one runs (the planner drops the other branch).
 -- Meaning: every consecutive pair of steps, plus path_start -> first step and last step -> path_end,
 --          so that every real node has in-flow = out-flow. probability is the edge's share of its
 --          from_node's out-edges; n_users counts distinct users who made the transition.
-with steps as (
-    select journey_id, user_key, idx, n_steps, node from journey_steps
+with renamed as (
+    select
+        journey_id,
+        user_key,
+        idx,
+        n_steps,
+        case when $goal_node is not null and is_goal_step then $goal_node else node end as node
+    from journey_steps
+),
+
+recollapsed as (
+    select
+        journey_id,
+        user_key,
+        node,
+        row_number() over (partition by journey_id order by idx) as idx,
+        count(*) over (partition by journey_id) as n_steps
+    from (
+        select *, lag(node) over (partition by journey_id order by idx) as previous_node
+        from renamed
+        where $collapse_renamed
+    )
+    where previous_node is null or node <> previous_node
+),
+
+steps as (
+    select journey_id, user_key, idx, n_steps, node from renamed where not $collapse_renamed
+    union all
+    select journey_id, user_key, idx, n_steps, node from recollapsed
 ),
 
 edges as (

@@ -475,6 +475,7 @@ def _load(
     missing = sorted(sql_params(typed_sql) - params.keys())
     if missing:  # pragma: no cover - guards an edit of an adapter SQL file
         raise RuntimeError(f"{adapter.sql}: no value for parameter(s) {', '.join(missing)}")
+    db.execute(load_sql("ingest/redaction_macros.sql"))  # the redact_* macros typed_events.sql calls
     _scratch(db, "_ingest_typed", typed_sql, params)
     _scratch(db, "_ingest_forgotten", _FORGOTTEN_SQL if rules.has_forgotten else _NO_ROWS_SQL)
 

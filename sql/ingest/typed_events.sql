@@ -87,39 +87,16 @@ typed as (
 ),
 
 emails as (
-    -- e-mail addresses (also %40-encoded) -> [email]; each value is tested cheaply first (most have nothing to redact)
+    -- e-mail addresses (also %40-encoded) -> [email] (the redact_* macros:
+    -- sql/ingest/redaction_macros.sql, created before this query runs)
     select
         * replace (
-            case
-                when contains(page_url, '@') or contains(page_url, '%40')
-                    then regexp_replace(page_url, $pii_email, '[email]', 'g')
-                else page_url
-            end as page_url,
-            case
-                when contains(referrer, '@') or contains(referrer, '%40')
-                    then regexp_replace(referrer, $pii_email, '[email]', 'g')
-                else referrer
-            end as referrer,
-            case
-                when contains(source, '@') or contains(source, '%40')
-                    then regexp_replace(source, $pii_email, '[email]', 'g')
-                else source
-            end as source,
-            case
-                when contains(medium, '@') or contains(medium, '%40')
-                    then regexp_replace(medium, $pii_email, '[email]', 'g')
-                else medium
-            end as medium,
-            case
-                when contains(campaign, '@') or contains(campaign, '%40')
-                    then regexp_replace(campaign, $pii_email, '[email]', 'g')
-                else campaign
-            end as campaign,
-            case
-                when contains(properties, '@') or contains(properties, '%40')
-                    then regexp_replace(properties, $pii_email, '[email]', 'g')
-                else properties
-            end as properties
+            redact_email(page_url, $pii_email) as page_url,
+            redact_email(referrer, $pii_email) as referrer,
+            redact_email(source, $pii_email) as source,
+            redact_email(medium, $pii_email) as medium,
+            redact_email(campaign, $pii_email) as campaign,
+            redact_email(properties, $pii_email) as properties
         )
     from typed
 ),
@@ -128,21 +105,9 @@ query_params as (
     -- values of sensitive query parameters -> [redacted]
     select
         * replace (
-            case
-                when contains(page_url, '=')
-                    then regexp_replace(page_url, $pii_query, '\1[redacted]', 'gi')
-                else page_url
-            end as page_url,
-            case
-                when contains(referrer, '=')
-                    then regexp_replace(referrer, $pii_query, '\1[redacted]', 'gi')
-                else referrer
-            end as referrer,
-            case
-                when contains(properties, '=')
-                    then regexp_replace(properties, $pii_query, '\1[redacted]', 'gi')
-                else properties
-            end as properties
+            redact_query(page_url, $pii_query) as page_url,
+            redact_query(referrer, $pii_query) as referrer,
+            redact_query(properties, $pii_query) as properties
         )
     from emails
 ),
@@ -151,36 +116,12 @@ ipv4 as (
     -- IPv4 addresses: last octet zeroed
     select
         * replace (
-            case
-                when length(page_url) - length(replace(page_url, '.', '')) >= 3
-                    then regexp_replace(page_url, $pii_ipv4, '\1\2.0', 'g')
-                else page_url
-            end as page_url,
-            case
-                when length(referrer) - length(replace(referrer, '.', '')) >= 3
-                    then regexp_replace(referrer, $pii_ipv4, '\1\2.0', 'g')
-                else referrer
-            end as referrer,
-            case
-                when length(source) - length(replace(source, '.', '')) >= 3
-                    then regexp_replace(source, $pii_ipv4, '\1\2.0', 'g')
-                else source
-            end as source,
-            case
-                when length(medium) - length(replace(medium, '.', '')) >= 3
-                    then regexp_replace(medium, $pii_ipv4, '\1\2.0', 'g')
-                else medium
-            end as medium,
-            case
-                when length(campaign) - length(replace(campaign, '.', '')) >= 3
-                    then regexp_replace(campaign, $pii_ipv4, '\1\2.0', 'g')
-                else campaign
-            end as campaign,
-            case
-                when length(properties) - length(replace(properties, '.', '')) >= 3
-                    then regexp_replace(properties, $pii_ipv4, '\1\2.0', 'g')
-                else properties
-            end as properties
+            redact_ipv4(page_url, $pii_ipv4) as page_url,
+            redact_ipv4(referrer, $pii_ipv4) as referrer,
+            redact_ipv4(source, $pii_ipv4) as source,
+            redact_ipv4(medium, $pii_ipv4) as medium,
+            redact_ipv4(campaign, $pii_ipv4) as campaign,
+            redact_ipv4(properties, $pii_ipv4) as properties
         )
     from query_params
 ),
@@ -189,36 +130,12 @@ ipv6_full as (
     -- IPv6 addresses of eight groups: the first three kept
     select
         * replace (
-            case
-                when length(page_url) - length(replace(page_url, ':', '')) >= 7
-                    then regexp_replace(page_url, $pii_ipv6_full, '\1\2::', 'g')
-                else page_url
-            end as page_url,
-            case
-                when length(referrer) - length(replace(referrer, ':', '')) >= 7
-                    then regexp_replace(referrer, $pii_ipv6_full, '\1\2::', 'g')
-                else referrer
-            end as referrer,
-            case
-                when length(source) - length(replace(source, ':', '')) >= 7
-                    then regexp_replace(source, $pii_ipv6_full, '\1\2::', 'g')
-                else source
-            end as source,
-            case
-                when length(medium) - length(replace(medium, ':', '')) >= 7
-                    then regexp_replace(medium, $pii_ipv6_full, '\1\2::', 'g')
-                else medium
-            end as medium,
-            case
-                when length(campaign) - length(replace(campaign, ':', '')) >= 7
-                    then regexp_replace(campaign, $pii_ipv6_full, '\1\2::', 'g')
-                else campaign
-            end as campaign,
-            case
-                when length(properties) - length(replace(properties, ':', '')) >= 7
-                    then regexp_replace(properties, $pii_ipv6_full, '\1\2::', 'g')
-                else properties
-            end as properties
+            redact_ipv6_full(page_url, $pii_ipv6_full) as page_url,
+            redact_ipv6_full(referrer, $pii_ipv6_full) as referrer,
+            redact_ipv6_full(source, $pii_ipv6_full) as source,
+            redact_ipv6_full(medium, $pii_ipv6_full) as medium,
+            redact_ipv6_full(campaign, $pii_ipv6_full) as campaign,
+            redact_ipv6_full(properties, $pii_ipv6_full) as properties
         )
     from ipv4
 ),
@@ -227,39 +144,16 @@ ipv6_short as (
     -- IPv6 addresses with '::': at most the first three groups kept
     select
         * replace (
-            case
-                when contains(page_url, '::')
-                    then regexp_replace(page_url, $pii_ipv6_short, '\1\2::', 'g')
-                else page_url
-            end as page_url,
-            case
-                when contains(referrer, '::')
-                    then regexp_replace(referrer, $pii_ipv6_short, '\1\2::', 'g')
-                else referrer
-            end as referrer,
-            case
-                when contains(source, '::')
-                    then regexp_replace(source, $pii_ipv6_short, '\1\2::', 'g')
-                else source
-            end as source,
-            case
-                when contains(medium, '::')
-                    then regexp_replace(medium, $pii_ipv6_short, '\1\2::', 'g')
-                else medium
-            end as medium,
-            case
-                when contains(campaign, '::')
-                    then regexp_replace(campaign, $pii_ipv6_short, '\1\2::', 'g')
-                else campaign
-            end as campaign,
-            case
-                when contains(properties, '::')
-                    then regexp_replace(properties, $pii_ipv6_short, '\1\2::', 'g')
-                else properties
-            end as properties
+            redact_ipv6_short(page_url, $pii_ipv6_short) as page_url,
+            redact_ipv6_short(referrer, $pii_ipv6_short) as referrer,
+            redact_ipv6_short(source, $pii_ipv6_short) as source,
+            redact_ipv6_short(medium, $pii_ipv6_short) as medium,
+            redact_ipv6_short(campaign, $pii_ipv6_short) as campaign,
+            redact_ipv6_short(properties, $pii_ipv6_short) as properties
         )
     from ipv6_full
 ),
+
 hashed as (
     -- With $pseudonymise, event_id and session_id are keyed hashes too: source ids often embed the
     -- user id (u123-0001). The *_source columns keep the raw values for the quarantine text only.

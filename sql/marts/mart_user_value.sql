@@ -1,5 +1,5 @@
 -- Grain: one row per journey key (user_key), customers and non-customers alike.
--- Reads: staging.stg_users, staging.stg_touchpoints, staging.stg_user_stages, marts.mart_customers.
+-- Reads: staging.stg_users, staging.stg_user_stages, marts.mart_customers.
 -- Params: none.
 -- Meaning: the dimensions value is broken down by, next to the user's historical value:
 --   * furthest_stage: the mapped stage with the highest stage_order the user ever reached (any step,
@@ -10,13 +10,8 @@
 --   * device: the device of the first session.
 --   is_customer means at least one order; net_revenue is 0 for users without orders or refunds.
 with users as (
-    select user_key, first_seen_at, acquisition_channel, first_device, first_country
+    select user_key, first_seen_at, acquisition_channel, first_device, first_country, entry_touchpoint
     from staging.stg_users
-),
-
-steps as (
-    select user_key, user_step_index, is_channel_step, touchpoint
-    from staging.stg_touchpoints
 ),
 
 furthest as (
@@ -24,14 +19,6 @@ furthest as (
     select user_key, stage as furthest_stage, stage_order as furthest_stage_order
     from staging.stg_user_stages
     qualify row_number() over (partition by user_key order by stage_order desc, stage) = 1
-),
-
-entries as (
-    -- user_step_index is unique within a user: the first event step, without a sort
-    select user_key, arg_min(touchpoint, user_step_index) as entry_touchpoint
-    from steps
-    where not is_channel_step
-    group by user_key
 ),
 
 customers as (
@@ -47,7 +34,7 @@ final as (
         u.acquisition_channel,
         u.first_device as device,
         u.first_country as country,
-        coalesce(e.entry_touchpoint, 'none') as entry_touchpoint,
+        coalesce(u.entry_touchpoint, 'none') as entry_touchpoint,
         coalesce(f.furthest_stage, 'unmapped') as furthest_stage,
         f.furthest_stage_order,
         coalesce(c.n_orders, 0) > 0 as is_customer,
@@ -55,7 +42,6 @@ final as (
         coalesce(c.net_revenue, 0) as net_revenue
     from users as u
     left join furthest as f on u.user_key = f.user_key
-    left join entries as e on u.user_key = e.user_key
     left join customers as c on u.user_key = c.user_key
 )
 

@@ -1,13 +1,23 @@
 -- Grain: one row per journey key (user_key, after identity stitching).
--- Reads: staging.stg_sessions.
+-- Reads: staging.stg_sessions, staging.stg_touchpoints.
 -- Params: none.
 -- Meaning: first and last seen, sessions, acquisition (first session's channel and device),
---          first purchase, purchases and revenue.
+--          first purchase, purchases and revenue; entry_touchpoint, the touchpoint of the user's
+--          first event step (the first thing they did; null without one). Kept here, per user, so
+--          that an incremental build computes it only for the users new events touch.
 with sessions as (
     select * from staging.stg_sessions
 ),
 
-final as (
+entries as (
+    -- user_step_index is unique within a user: the first event step, without a sort
+    select user_key, arg_min(touchpoint, user_step_index) as entry_touchpoint
+    from staging.stg_touchpoints
+    where not is_channel_step
+    group by user_key
+),
+
+totals as (
     select
         user_key,
         min(started_at) as first_seen_at,
@@ -23,6 +33,12 @@ final as (
         sum(n_purchases) > 0 as is_customer
     from sessions
     group by user_key
+),
+
+final as (
+    select t.*, e.entry_touchpoint
+    from totals as t
+    left join entries as e on t.user_key = e.user_key
 )
 
 select * from final

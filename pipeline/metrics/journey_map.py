@@ -46,19 +46,17 @@ def journey_map(db: Database, *, scope: Scope = "user", goal: str = "purchase", 
     goal_name, goal_kind = resolve_goal(db, goal)
     frame = db.query(load_sql("analysis/journey_map_stages.sql"),
                      {"scope": scope, "goal": goal_name, "goal_kind": goal_kind, "top_n": top_n})
-    frame = add_rate(frame, "n_progressed", "n_reached", "progression_rate", level)
-    frame = add_rate(frame, "n_abandoned", "n_reached", "abandonment_rate", level)
-    return frame.with_columns(
-        pl.col("revenue").cast(pl.Float64),
-        pl.col("median_seconds_in_stage").cast(pl.Float64),
-    ).select(COLUMNS)
+    return _with_intervals(frame, level)
 
 
 def from_mart(db: Database, *, level: float = 0.95) -> pl.DataFrame:
     """The map of the defaults (user scope, goal ``purchase``, top 3 touchpoints) read from
-    ``marts.mart_journey_map``, with the intervals added: what :func:`journey_map` computes, without
-    the pass over every step (the report's map at 10M events: 0.01 s instead of 6 s)."""
-    frame = db.table("marts.mart_journey_map")
+    ``marts.mart_journey_map``, with the intervals added: what :func:`journey_map` computes, read
+    from a table of one row per stage instead of a pass over every step (4.7 s at 10M events)."""
+    return _with_intervals(db.table("marts.mart_journey_map"), level)
+
+
+def _with_intervals(frame: pl.DataFrame, level: float) -> pl.DataFrame:
     frame = add_rate(frame, "n_progressed", "n_reached", "progression_rate", level)
     frame = add_rate(frame, "n_abandoned", "n_reached", "abandonment_rate", level)
     return frame.with_columns(

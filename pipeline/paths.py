@@ -110,13 +110,13 @@ def _run(db: Database, options: PathOptions, query: str, params: dict[str, objec
 
 
 # -- transition graph ---------------------------------------------------------------------------
+# sql/analysis/transitions.sql on the journeys as prepared (pipeline/value/risk.py renames the goal)
+AS_PREPARED: dict[str, object] = {"goal_node": None, "collapse_renamed": False}
+
+
 def transitions(db: Database, options: PathOptions = PathOptions()) -> pl.DataFrame:
     """Every edge: from_node, to_node, n_transitions, n_users, probability (no truncation)."""
     return _run(db, options, "transitions", AS_PREPARED)
-
-
-# sql/analysis/transitions.sql on the journeys as prepared (pipeline/value/risk.py renames the goal)
-AS_PREPARED: dict[str, object] = {"goal_node": None, "collapse_renamed": False}
 
 
 def transition_graph(edges: pl.DataFrame) -> nx.DiGraph:

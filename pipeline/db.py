@@ -67,6 +67,9 @@ class Database:
         except duckdb.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {_first_line(exc)}") from None
         self._request_keys: dict[str, tuple[Any, ...]] = {}
+        # earlier requests of a name kept aside (materialize_request's keep): key -> table, oldest first
+        self._parked: dict[str, dict[tuple[Any, ...], str]] = {}
+        self._n_parked = 0
         self.con.execute("set TimeZone = 'UTC'")
         # DuckDB draws a progress bar on stdout for long queries, even in cron; we report our own.
         # (Inside Jupyter DuckDB refuses to change the setting without ipywidgets; it draws no bar
@@ -166,15 +169,26 @@ class Database:
                     f'"{c}" {t}' for c, t in zip(relation.columns, relation.types, strict=True)
                 )
                 self.con.execute(f"create temp table {name} ({columns})").fetchall()
-                relation.insert_into(name)
+                try:
+                    relation.insert_into(name)
+                except duckdb.Error:
+                    self.con.execute(f"drop table if exists {name}").fetchall()  # no half-made table
+                    raise
             else:
                 relation.create(name)
         except duckdb.Error as exc:
             raise DatabaseError(_first_line(exc)) from exc
 
-    def materialize_request(self, name: str, sql: str, params: Mapping[str, Any] | None = None) -> None:
+    def materialize_request(
+        self, name: str, sql: str, params: Mapping[str, Any] | None = None, *, keep: int = 1
+    ) -> None:
         """The temp table of one request (``journey_steps``, ``metric_units``), made again only when
         the query, its values or the data changed: a report asks for the same units many times.
+
+        ``keep`` > 1 keeps that many recent requests of the name: the others wait under a parked
+        name and come back by a rename (a catalog change, no copy) when asked for again. The
+        report alternates between a few requests (units per period, then per level); a table of
+        one row per unit is small enough to keep, a table of every step is not (keep 1).
 
         The data version is the last build (``staging.build_log``: builds, incremental ones and
         ``forget`` write a row) and the last loaded file; the tables these requests read change
@@ -183,9 +197,22 @@ class Database:
         key = (sql, repr(sorted((params or {}).items())), self._data_version())
         if self._request_keys.get(name) == key:
             return
-        self._request_keys.pop(name, None)
-        self.materialize(name, sql, params, temp=True)
+        parked = self._parked.setdefault(name, {})
+        for old in [k for k in parked if k[2] != key[2]]:  # made from older data: never asked again
+            self.execute(f"drop table if exists {parked.pop(old)}")
+        current = self._request_keys.pop(name, None)
+        if current is not None and keep > 1 and current[2] == key[2]:
+            self._n_parked += 1
+            parked[current] = f"{name}__parked_{self._n_parked}"
+            self.execute(f"alter table {name} rename to {parked[current]}")
+        if key in parked:
+            self.execute(f"drop table if exists {name}")
+            self.execute(f"alter table {parked.pop(key)} rename to {name}")
+        else:
+            self.materialize(name, sql, params, temp=True)
         self._request_keys[name] = key
+        while len(parked) > keep - 1:
+            self.execute(f"drop table if exists {parked.pop(next(iter(parked)))}")
 
     def _data_version(self) -> tuple[Any, ...]:
         parts = []

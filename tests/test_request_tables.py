@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipeline.build import build
+from pipeline.db import DatabaseError
 from pipeline.metrics.conversion import prepare_units
 from pipeline.paths import PathOptions, prepare_steps
 from tests.conftest import load_events, make_journeys
@@ -45,3 +48,56 @@ def test_journey_steps_follow_the_options(db, cfg):
     assert db.scalar("select count(*) from journey_steps") == all_steps - 1  # no channel step at event level
     prepare_steps(db, PathOptions(scope="user", level="touchpoint"))
     assert db.scalar("select count(*) from journey_steps") == all_steps
+
+
+def _temp_tables(db) -> set[str]:
+    return set(db.query("select table_name from duckdb_tables() where temporary")["table_name"].to_list())
+
+
+def test_kept_requests_come_back_without_being_made_again_and_the_oldest_goes(db, cfg):
+    load_events(db, make_journeys({"u1": [("page_view", 0), ("purchase", 5, {"revenue": 10.0})],
+                                   "u2": [("page_view", 0), ("page_view", 60)]}))
+    build(db, cfg)
+
+    def ask(sql_value: int) -> None:
+        db.materialize_request("probe", "select $v as v, 'first' as made", {"v": sql_value}, keep=3)
+
+    def mark() -> None:
+        db.execute("update probe set made = 'kept'")
+
+    ask(1); mark()
+    ask(2); mark()
+    ask(3)
+    assert db.scalar("select v from probe") == 3
+    # 1 and 2 are parked: asked again, each comes back as it was (the mark shows it was not made again)
+    ask(1)
+    assert db.query("select v, made from probe").rows() == [(1, "kept")]
+    ask(2)
+    assert db.query("select v, made from probe").rows() == [(2, "kept")]
+    # a fourth request: three are kept (4 current, 1 and 2 parked), so 3, the least recent, is dropped
+    ask(4)
+    assert len([t for t in _temp_tables(db) if t.startswith("probe")]) == 3
+    ask(3)  # made again; parking 4 pushes out 1, now the least recent
+    assert db.query("select v, made from probe").rows() == [(3, "first")]
+    ask(2)
+    assert db.query("select v, made from probe").rows() == [(2, "kept")]
+    ask(1)
+    assert db.query("select v, made from probe").rows() == [(1, "first")]
+    mark()
+
+    # a build changes the data version: what was parked is dropped, and the request is made again
+    build(db, cfg, mode="full")
+    ask(1)
+    assert db.query("select v, made from probe").rows() == [(1, "first")]
+    assert [t for t in _temp_tables(db) if t.startswith("probe")] == ["probe"]
+
+
+def test_a_failed_request_leaves_no_table_that_passes_for_it(db, cfg):
+    load_events(db, make_journeys({"u1": [("page_view", 0)]}))
+    build(db, cfg)
+    db.materialize_request("probe", "select $v as v", {"v": 1}, keep=2)
+    with pytest.raises(DatabaseError):
+        db.materialize_request("probe", "select $v::integer as v", {"v": "not a number"}, keep=2)
+    assert "probe" not in _temp_tables(db)
+    db.materialize_request("probe", "select $v as v", {"v": 1}, keep=2)  # the parked one comes back
+    assert db.scalar("select v from probe") == 1

@@ -158,7 +158,14 @@ class FunnelSpec:
             "step_window_us": [None, *self.step_windows_us] if self.step_windows_us else [None] * self.n_steps,
             "by": self.by or "none",
             "variant_key": self.variant_key,
+            "simple_ordered": self.is_simple_ordered,
         }
+
+    @property
+    def is_simple_ordered(self) -> bool:
+        """Ordered, without windows or exclusions, counting journeys: funnel_units.sql's fast walk."""
+        return (self.mode == "ordered" and self.window_us is None and all(w is None for w in self.step_windows_us)
+                and not self.exclusions and self.count != "conversions")
 
     def step_labels(self) -> list[str]:
         if self.mode == "unordered":

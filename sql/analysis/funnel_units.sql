@@ -15,6 +15,8 @@
 --           (null: none; entry 1 unused),
 --         $by ('none' | 'channel' | 'device' | 'country' | 'cohort' | 'variant' | 'segment'),
 --         $variant_key (the stg_events.properties key read when $by = 'variant').
+--         $simple_ordered (boolean): the request is ordered with no window, step window or
+--           exclusion and does not count conversions (the caller decides; see simple_rows).
 -- Meaning: how far each unit went. Journey rows are ordered by ts, then channel step before event,
 --          then event_id (the staging step index), so ties are deterministic. A row matches a step
 --          by event name, touchpoint or stage (synthetic channel steps have touchpoints and stages
@@ -107,7 +109,7 @@ relevant as (
         -- exclusion rows up to this row (an exclusion ends an unordered attempt)
         count(*) filter (where xmask <> 0) over by_position as x_segment
     from matched
-    where mask <> 0 or xmask <> 0 or ($mode = 'strict' and is_channel_step)
+    where not $simple_ordered and (mask <> 0 or xmask <> 0 or ($mode = 'strict' and is_channel_step))
     window by_position as (partition by journey_key order by pos rows between unbounded preceding and current row)
 ),
 
@@ -117,6 +119,60 @@ step_rows as (
 
 step_numbers as (
     select unnest(range(1, $n_steps + 1)) as step_number
+),
+
+-- $simple_ordered (ordered mode with no window, step window or exclusion, not counting
+-- conversions): every step-j row after the first step-(j-1) row ends a valid path, so the first
+-- row to reach step j is the first step-j row after the first row to reach step j-1, and the
+-- latest path of a row is made of the last step-(j-1) row before it, the last step-(j-2) row
+-- before that, and so on. Two walks of one join and one aggregate per step find both; the
+-- windows over every matched row that the general levels need are skipped (the planner drops the
+-- general branches). Same units as the general path (tests/metrics/test_funnel_properties.py).
+simple_rows as (
+    -- one row per (row, step it matches)
+    select m.journey_key, m.pos, m.ts_us, s.step_number
+    from matched as m
+    inner join step_numbers as s on (m.mask >> (s.step_number - 1)) & 1 = 1
+    where $simple_ordered and m.mask <> 0
+),
+
+simple_firsts as (
+    select 1 as step_number, journey_key, min(pos) as pos, arg_min(ts_us, pos) as ts_us
+    from simple_rows
+    where step_number = 1
+    group by journey_key
+
+    union all
+
+    select f.step_number + 1 as step_number, f.journey_key, min(r.pos) as pos, arg_min(r.ts_us, r.pos) as ts_us
+    from simple_firsts as f
+    inner join simple_rows as r
+        on f.journey_key = r.journey_key and r.step_number = f.step_number + 1 and r.pos > f.pos
+    group by f.step_number, f.journey_key
+),
+
+simple_ends as (
+    select
+        journey_key,
+        max(step_number) as n_reached,
+        arg_max(pos, step_number) as end_pos,
+        arg_max(ts_us, step_number) as end_us,
+        list_sort(list({'step_number': step_number, 'pos': pos})) as first_reached
+    from simple_firsts
+    group by journey_key
+),
+
+simple_walk as (
+    select journey_key, n_reached as step_number, end_pos as pos, end_us as ts_us
+    from simple_ends
+
+    union all
+
+    select w.journey_key, w.step_number - 1 as step_number, max(r.pos) as pos, arg_max(r.ts_us, r.pos) as ts_us
+    from simple_walk as w
+    inner join simple_rows as r
+        on w.journey_key = r.journey_key and r.step_number = w.step_number - 1 and r.pos < w.pos
+    group by w.journey_key, w.step_number
 ),
 
 levels as (
@@ -137,7 +193,7 @@ levels as (
         false as is_open_continuation,
         cast(null as bigint) as open_previous_us
     from step_rows
-    where $mode in ('ordered', 'strict', 'open')
+    where $mode in ('ordered', 'strict', 'open') and not $simple_ordered
 
     union all
 
@@ -300,6 +356,18 @@ closed_units as (
     from closed_ends as c
     inner join closed_walk as w on c.journey_key = w.journey_key and c.attempt_after_pos = w.attempt_after_pos
     group by c.journey_key, c.attempt_after_pos, c.n_reached, c.first_reached
+
+    union all
+
+    select
+        e.journey_key,
+        0 as attempt_after_pos,
+        e.n_reached,
+        e.first_reached,
+        list_sort(list({'step_number': w.step_number, 'ts_us': w.ts_us})) as path
+    from simple_ends as e
+    inner join simple_walk as w on e.journey_key = w.journey_key
+    group by e.journey_key, e.n_reached, e.first_reached
 ),
 
 open_pairs as (

@@ -340,3 +340,78 @@ def test_oracle_agrees_on_a_larger_random_set(mode):
         assert got == [{k: u[k] for k in COMPARED} for u in oracle_units(db, spec)]
     finally:
         db.close()
+
+
+# -- the simple ordered walk ---------------------------------------------------------------------
+# An ordered funnel with no window, step window or exclusion that counts journeys takes a shorter
+# path through funnel_units.sql (simple_rows ... simple_walk). It must give the units the general
+# levels give and the oracle's.
+
+
+@st.composite
+def simple_requests(draw):
+    scope = draw(st.sampled_from(("user", "session")))
+    count = draw(st.sampled_from(["users"] + (["sessions"] if scope == "session" else [])))
+    return draw(st.sampled_from(STEP_LISTS)), {"mode": "ordered", "scope": scope, "count": count}
+
+
+def _units_both_ways(db: Database, spec: FunnelSpec, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    assert spec.is_simple_ordered
+    simple = funnel_units(db, spec).sort("journey_key", "attempt").to_dicts()
+    with monkeypatch.context() as patched:
+        patched.setattr(FunnelSpec, "is_simple_ordered", property(lambda self: False))
+        general = funnel_units(db, spec).sort("journey_key", "attempt").to_dicts()
+    return simple, general
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(journeys=journey_sets, request=simple_requests())
+def test_simple_ordered_walk_gives_the_general_units_and_the_oracles(journeys, request, monkeypatch):
+    steps, options = request
+    db = _fresh_db(journeys)
+    try:
+        spec = funnel_spec(db, steps, **options)
+        simple, general = _units_both_ways(db, spec, monkeypatch)
+        assert simple == general
+        assert [{k: u[k] for k in COMPARED} for u in simple] == [
+            {k: u[k] for k in COMPARED} for u in oracle_units(db, spec)
+        ]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("scope", ["user", "session"])
+def test_simple_ordered_walk_on_a_larger_random_set(scope, monkeypatch):
+    """300 journeys with overlapping timestamps and repeated steps; a step with two alternatives."""
+    rng = random.Random(20261122 + len(scope))
+    journeys = {
+        f"u{j:03d}": [(rng.choice(EVENTS), rng.randrange(0, 240)) for _ in range(rng.randrange(1, 14))]
+        for j in range(300)
+    }
+    db = _fresh_db(journeys)
+    try:
+        for steps in ("view_item,add_to_cart|view_cart,begin_checkout,purchase", "page_view,page_view,purchase",
+                      "stage:Interest,cart,purchase"):
+            spec = funnel_spec(db, steps, mode="ordered", scope=scope)
+            simple, general = _units_both_ways(db, spec, monkeypatch)
+            assert len(simple) > 50, "the draw must give the walk real work"
+            assert simple == general
+            assert [{k: u[k] for k in COMPARED} for u in simple] == [
+                {k: u[k] for k in COMPARED} for u in oracle_units(db, spec)
+            ]
+    finally:
+        db.close()
+
+
+def test_simple_ordered_is_only_the_unlimited_ordered_journey_count():
+    db = _fresh_db({"u1": [("view_item", 0), ("add_to_cart", 5), ("purchase", 9)]})
+    try:
+        steps = "view_item,add_to_cart,purchase"
+        assert funnel_spec(db, steps).is_simple_ordered
+        assert funnel_spec(db, steps, scope="session", count="sessions").is_simple_ordered
+        for options in ({"mode": "strict"}, {"mode": "open"}, {"window": "1h"}, {"step_windows": ["5m", None]},
+                        {"exclude": ["live_chat_start"]}, {"count": "conversions"}):
+            assert not funnel_spec(db, steps, **options).is_simple_ordered, options
+    finally:
+        db.close()

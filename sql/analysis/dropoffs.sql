@@ -5,22 +5,19 @@
 --          = journeys that visit the node; dropoff_rate = n_dropoffs / n_journeys_through;
 --          share_of_dropoffs = this node's part of all drop-offs; top_previous = the three most
 --          common nodes just before the exit, with their share of this node's drop-offs.
-with steps as (
-    select
-        *,
-        lag(node) over (partition by journey_id order by idx) as previous_node
-    from journey_steps
-),
-
-exits as (
-    select node, coalesce(previous_node, 'path_start') as previous_node
-    from steps
-    where idx = n_steps and not is_converted
+with exits as (
+    -- the last step of each non-converting journey and the step before it (a join of the two
+    -- small sets, not a window over every step)
+    select e.node, coalesce(p.node, 'path_start') as previous_node
+    from journey_steps as e
+    left join (select journey_id, node from journey_steps where idx = n_steps - 1) as p
+        on e.journey_id = p.journey_id
+    where e.idx = e.n_steps and not e.is_converted
 ),
 
 through as (
     select node, count(distinct journey_id) as n_journeys_through
-    from steps
+    from journey_steps
     group by node
 ),
 

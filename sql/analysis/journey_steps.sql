@@ -15,12 +15,12 @@
 --          position is its stored index and the journey totals are an aggregate joined back: no
 --          sort of the wide rows. The other cases number the kept steps with a window. The planner
 --          drops the branch the parameters rule out.
-with touchpoints as (
+with touchpoints as not materialized (
     select * from staging.stg_touchpoints
     where $level <> 'event' or not is_channel_step
 ),
 
-steps as (
+steps as not materialized (
     select
         case when $scope = 'user' then user_key else session_key end as journey_id,
         user_key,

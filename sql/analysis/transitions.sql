@@ -11,7 +11,7 @@
 -- Meaning: every consecutive pair of steps, plus path_start -> first step and last step -> path_end,
 --          so that every real node has in-flow = out-flow. probability is the edge's share of its
 --          from_node's out-edges; n_users counts distinct users who made the transition.
-with renamed as (
+with renamed as not materialized (
     select
         journey_id,
         user_key,
@@ -36,7 +36,7 @@ recollapsed as (
     where previous_node is null or node <> previous_node
 ),
 
-steps as (
+steps as not materialized (
     select journey_id, user_key, idx, n_steps, node from renamed where not $collapse_renamed
     union all
     select journey_id, user_key, idx, n_steps, node from recollapsed

@@ -16,14 +16,14 @@
 --          the window) follows the user's first add_to_cart in the window within $window_days.
 --          is_cart_window_complete (is_checkout_window_complete): the data (its last event) reaches
 --          cart_at + $window_days (always true for a session with a cart: the session is the window).
-with sessions as (
+with sessions as not materialized (
     select *
     from staging.stg_sessions
     where ($start is null or started_at >= cast($start as timestamp))
         and ($end is null or started_at < cast($end as timestamp))
 ),
 
-touchpoints as (
+touchpoints as not materialized (
     select
         user_key,
         session_key,

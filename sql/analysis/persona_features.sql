@@ -5,7 +5,7 @@
 --          shares of the user's journey steps (channel steps included) at that touchpoint or stage
 --          (each family sums to 1 per user); n_sessions, n_channels (distinct session channels),
 --          converted (1 when the user has a purchase, else 0) and revenue are per user.
-with steps as (
+with steps as not materialized (
     select user_key, touchpoint, stage
     from staging.stg_touchpoints
 ),

@@ -9,7 +9,7 @@
 --          A session starts after a gap of more than the timeout; sessions are numbered by start.
 --          raw.events columns that no model reads (referrer, raw_event_name, product_id) stay
 --          there (join on event_id): every wide column copied here costs seconds per 10M events.
-with events as (
+with events as not materialized (
     -- raw.events holds each event_id once: ingest deduplicates within and across files.
     select * from raw.events
 ),

@@ -9,7 +9,7 @@
 --          found in its URL; a purchase in a session after the user's first purchase session is a
 --          repeat_purchase (Loyalty). Unmapped events keep their event name as touchpoint and get
 --          stage 'unmapped' (is_mapped = false): nothing is dropped.
-with events as (
+with events as not materialized (
     select
         user_key,
         session_key,
@@ -68,7 +68,7 @@ event_map as (
     qualify row_number() over (partition by ep.event_name, ep.page_key order by r.priority) = 1
 ),
 
-mapped_events as (
+mapped_events as not materialized (
     select
         e.*,
         m.touchpoint as mapped_touchpoint
@@ -85,7 +85,7 @@ first_purchase as (
     group by user_key
 ),
 
-session_starts as (
+session_starts as not materialized (
     -- A session's channel step comes right before the session's first event, so an event's place
     -- among the user's steps is its place among the user's events plus the sessions started so far.
     -- Inactivity sessions come in time order: that count is the session_index. Source sessions may

@@ -194,14 +194,15 @@ class Database:
         ``forget`` write a row) and the last loaded file; the tables these requests read change
         only through those.
         """
-        key = (sql, repr(sorted((params or {}).items())), self._data_version())
+        version = self._data_version()
+        key = (sql, repr(sorted((params or {}).items())), version)
         if self._request_keys.get(name) == key:
             return
         parked = self._parked.setdefault(name, {})
-        for old in [k for k in parked if k[2] != key[2]]:  # made from older data: never asked again
+        for old in [k for k in parked if k[2] != version]:  # made from older data: never asked again
             self.execute(f"drop table if exists {parked.pop(old)}")
         current = self._request_keys.pop(name, None)
-        if current is not None and keep > 1 and current[2] == key[2]:
+        if current is not None and keep > 1 and current[2] == version:
             self._n_parked += 1
             parked[current] = f"{name}__parked_{self._n_parked}"
             self.execute(f"alter table {name} rename to {parked[current]}")

@@ -24,8 +24,8 @@ A model written for DuckDB becomes Spark SQL on the sqlglot AST (never by string
   are truncated to the unit first), ``arg_min``/``arg_max`` (DuckDB skips rows whose value is null),
   ``list``/``array_agg`` (Spark's ``collect_list`` drops nulls and ignores ``order by``: rebuilt as a
   sorted list of structs), ranking windows (``int`` in Spark, ``bigint`` in DuckDB). ``hash()``
-  differs between engines and is refused (use ``md5``). DuckDB's ``as not materialized`` hint on a
-  CTE (a DuckDB planning hint) is dropped: it is not Spark syntax.
+  differs between engines and is refused (use ``md5``). The ``as [not] materialized`` hint on a
+  CTE (a DuckDB planning choice) is dropped: it is not Spark syntax.
 
 Spark runs ``local[*]`` by default, or on any master URL (``spark://``, ``yarn``, ``k8s://``) or a
 Spark Connect endpoint (``sc://host:15002``). The work folder (``JOURNEYS_SPARK_DIR``, default

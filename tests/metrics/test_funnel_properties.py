@@ -321,15 +321,19 @@ def test_shuffled_input_order_gives_identical_output(journeys, request, seed):
         second.close()
 
 
+def _random_journeys(seed: int, max_events: int) -> dict[str, list[tuple]]:
+    """300 journeys of 1..max_events events within four hours (timestamps overlap, steps repeat)."""
+    rng = random.Random(seed)
+    return {
+        f"u{j:03d}": [(rng.choice(EVENTS), rng.randrange(0, 240)) for _ in range(rng.randrange(1, max_events + 1))]
+        for j in range(300)
+    }
+
+
 @pytest.mark.parametrize("mode", ["ordered", "strict", "open"])
 def test_oracle_agrees_on_a_larger_random_set(mode):
     """One bigger draw (300 journeys, overlapping timestamps) per mode, with windows and exclusions."""
-    rng = random.Random(20250106 + len(mode))
-    journeys = {
-        f"u{j:03d}": [(rng.choice(EVENTS), rng.randrange(0, 240)) for _ in range(rng.randrange(1, 12))]
-        for j in range(300)
-    }
-    db = _fresh_db(journeys)
+    db = _fresh_db(_random_journeys(20250106 + len(mode), max_events=11))
     try:
         spec = funnel_spec(
             db, "view_item,add_to_cart|view_cart,begin_checkout,purchase", mode=mode, window="2h",
@@ -384,12 +388,7 @@ def test_simple_ordered_walk_gives_the_general_units_and_the_oracles(journeys, r
 @pytest.mark.parametrize("scope", ["user", "session"])
 def test_simple_ordered_walk_on_a_larger_random_set(scope, monkeypatch):
     """300 journeys with overlapping timestamps and repeated steps; a step with two alternatives."""
-    rng = random.Random(20261122 + len(scope))
-    journeys = {
-        f"u{j:03d}": [(rng.choice(EVENTS), rng.randrange(0, 240)) for _ in range(rng.randrange(1, 14))]
-        for j in range(300)
-    }
-    db = _fresh_db(journeys)
+    db = _fresh_db(_random_journeys(20261122 + len(scope), max_events=13))
     try:
         for steps in ("view_item,add_to_cart|view_cart,begin_checkout,purchase", "page_view,page_view,purchase",
                       "stage:Interest,cart,purchase"):

@@ -283,12 +283,11 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
         # row with a user_id is keyed by it; a row without one by its anonymous_id's linked user
         # when it has one, else by the anonymous_id itself.
         db.execute(
-            f"create table _incremental.raw.events as with identity as ({identity}), "  # noqa: S608
-            "affected_anonymous as ("
-            "  select anonymous_id from identity where user_id in (select user_key from _build_affected) "
+            "create table _incremental.raw.events as with affected_anonymous as ("
+            "  select anonymous_id from _build_identity where user_id in (select user_key from _build_affected) "
             "  union all "
             "  select a.user_key from _build_affected as a "
-            "  where not exists (select 1 from identity as i where i.anonymous_id = a.user_key)) "
+            "  where not exists (select 1 from _build_identity as i where i.anonymous_id = a.user_key)) "
             "select r.* from raw.events as r "
             "where r.user_id in (select user_key from _build_affected) "
             "  or (r.user_id is null and r.anonymous_id in (select anonymous_id from affected_anonymous))"

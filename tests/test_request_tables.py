@@ -59,14 +59,16 @@ def test_kept_requests_come_back_without_being_made_again_and_the_oldest_goes(db
                                    "u2": [("page_view", 0), ("page_view", 60)]}))
     build(db, cfg)
 
-    def ask(sql_value: int) -> None:
-        db.materialize_request("probe", "select $v as v, 'first' as made", {"v": sql_value}, keep=3)
+    def ask(value: int) -> None:
+        db.materialize_request("probe", "select $v as v, 'first' as made", {"v": value}, keep=3)
 
     def mark() -> None:
         db.execute("update probe set made = 'kept'")
 
-    ask(1); mark()
-    ask(2); mark()
+    ask(1)
+    mark()
+    ask(2)
+    mark()
     ask(3)
     assert db.scalar("select v from probe") == 3
     # 1 and 2 are parked: asked again, each comes back as it was (the mark shows it was not made again)

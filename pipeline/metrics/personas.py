@@ -10,14 +10,14 @@ becomes 0). Clustering: a k-means++ start (``kmeans2``), then one ``kmeans2`` Ll
 until the labels settle; this runs ``n_init`` times from one ``numpy`` generator seeded with
 ``seed`` and the run with the lowest within-cluster sum of squares is kept (a run that leaves a
 cluster empty only wins when every run does), so the same data and seed always give the same
-personas. With more than ``FIT_SAMPLE`` users the restarts run on a seeded sample of that many
-users and only the winner is refined on everyone (Lloyd steps from its centroids until the labels
-settle): ten restarts over 615,384 users took 53 s, the sample's 4.9 s. A cluster big enough to be a persona is
-well represented in the sample, so the refined winner lands where restarts on everyone do (a test
+personas. With more than ``FIT_SAMPLE`` users the restarts run on a seeded sample of that many users
+and only the winner is refined on everyone (Lloyd steps from its centroids until the labels settle):
+ten restarts over 615,384 users took 53 s, the sample's 4.9 s. A cluster big enough to be a persona
+is well represented in the sample, so the refined winner lands where restarts on everyone do (a test
 checks that on planted clusters; the idea of choosing the start on samples is Bradley and Fayyad,
-*Refining Initial Points for K-Means Clustering*, ICML 1998). Personas are
-numbered 1..k by size (largest first; ties by centroid). A persona is characterised by the
-touchpoints whose standardised mean is highest in it.
+*Refining Initial Points for K-Means Clustering*, ICML 1998). Personas are numbered 1..k by size
+(largest first; ties by centroid). A persona is characterised by the touchpoints whose standardised
+mean is highest in it.
 """
 
 from __future__ import annotations

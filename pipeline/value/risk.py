@@ -7,13 +7,14 @@ temp tables and registered frames, so it works on a read-only connection. The ab
 algebra is :mod:`pipeline.value.markov`, on the aggregated edge table.
 
 The chain (``chain_edges``) is the transition graph of :func:`pipeline.paths.transitions` with every
-goal step named after the goal (``sql/analysis/transitions.sql`` with ``$goal_node``): at the touchpoint level
-this is the transitions table itself; at the stage level it separates the purchase from the rest of
-stage Purchase, so the chain has a goal to absorb into. Journeys are cut at their first goal step
-(``until_goal``) by default: what a customer does after converting says nothing about how people get
-to the conversion. At the stage level consecutive steps in one stage count once (``collapse_repeats``),
-so the stage chain is about moves between stages ("Consideration>Purchase" is the share of people
-leaving Consideration who go on to Purchase, not of every step taken in Consideration).
+goal step named after the goal (``sql/analysis/transitions.sql`` with ``$goal_node``): at the
+touchpoint level this is the transitions table itself; at the stage level it separates the purchase
+from the rest of stage Purchase, so the chain has a goal to absorb into. Journeys are cut at their
+first goal step (``until_goal``) by default: what a customer does after converting says nothing
+about how people get to the conversion. At the stage level consecutive steps in one stage count once
+(``collapse_repeats``), so the stage chain is about moves between stages ("Consideration>Purchase"
+is the share of people leaving Consideration who go on to Purchase, not of every step taken in
+Consideration).
 
 Revenue at risk of a drop-off point (a node where non-converting journeys ended)::
 

@@ -313,42 +313,9 @@ class ReportData:
 
     @functools.cached_property
     def loops_by_device(self) -> pl.DataFrame:
-        """Per loop A > B > A (session journeys) and device: sessions that visit A, that loop, share."""
-        loops = self._analysis(self.SESSION_TOUCHPOINTS, "loops")
-        top = loops.sort("n_journeys", descending=True).head(8)
-        self.db.register("report_loops", top.select("loop_node", "via_node", "loop_path"))
-        try:
-            return self.db.query(
-                """
-                with steps as (
-                    select j.journey_id, j.node, coalesce(s.device, 'unknown') as device,
-                        lag(j.node, 1) over w as previous_node, lag(j.node, 2) over w as node_before_previous
-                    from journey_steps as j
-                    join staging.stg_sessions as s on s.session_key = j.journey_id
-                    window w as (partition by j.journey_id order by j.idx)
-                ),
-                visits as (
-                    select l.loop_path, s.device, count(distinct s.journey_id) as n_sessions_at_node
-                    from report_loops as l join steps as s on s.node = l.loop_node
-                    group by l.loop_path, s.device
-                ),
-                looped as (
-                    select l.loop_path, s.device, count(distinct s.journey_id) as n_sessions_looping
-                    from report_loops as l join steps as s
-                        on s.node = l.loop_node and s.previous_node = l.via_node
-                        and s.node_before_previous = l.loop_node
-                    group by l.loop_path, s.device
-                )
-                select v.loop_path, v.device, v.n_sessions_at_node,
-                    coalesce(lp.n_sessions_looping, 0) as n_sessions_looping,
-                    coalesce(lp.n_sessions_looping, 0) / v.n_sessions_at_node as loop_share
-                from visits as v
-                left join looped as lp on lp.loop_path = v.loop_path and lp.device = v.device
-                order by v.loop_path, v.device
-                """
-            )
-        finally:
-            self.db.unregister("report_loops")
+        """Per loop A > B > A (the 8 in the most session journeys) and device: sessions that visit A,
+        that loop, share."""
+        return self._analysis(self.SESSION_TOUCHPOINTS, "loop_devices", {"top": 8})
 
     @functools.cached_property
     def top_paths(self) -> pl.DataFrame:

@@ -85,11 +85,11 @@ positioned as (
     -- Steps dropped (excluded nodes, collapsed repeats, channel steps at event level): renumbered.
     select
         * exclude (previous_node),
-        row_number() over (partition by journey_id order by ts, user_step_index) as position
+        row_number() over (partition by journey_id order by step_index) as position
     from (
         select
             *,
-            lag(node) over (partition by journey_id order by ts, user_step_index) as previous_node
+            lag(node) over (partition by journey_id order by step_index) as previous_node
         from named
         where not (len(cast($exclude as varchar[])) = 0 and not $collapse_repeats and $level <> 'event')
             and not list_contains(cast($exclude as varchar[]), node)
@@ -102,15 +102,16 @@ journeys as (
     -- steps, and the first / last N filters keep a contiguous run of positions.
     select
         journey_id,
-        goal_position,
+        is_converted,
         n_kept,
         case when $last_n > 0 then greatest(n_kept - $last_n, 0) else 0 end as n_dropped_before,
         least(n_kept, case when $first_n > 0 then $first_n else n_kept end) as last_kept
     from (
         select
-            journey_id,
-            goal_position,
-            case when $until_goal and goal_position is not null then goal_position else n_positions end as n_kept
+            g.journey_id,
+            coalesce(c.is_converted, g.goal_position is not null) as is_converted,
+            case when $until_goal and g.goal_position is not null then g.goal_position else g.n_positions end
+                as n_kept
         from (
             select
                 journey_id,
@@ -118,7 +119,8 @@ journeys as (
                 count(*) as n_positions
             from positioned
             group by journey_id
-        )
+        ) as g
+        left join converted as c on g.journey_id = c.journey_id
     )
 ),
 
@@ -132,7 +134,7 @@ final as (
         p.node,
         p.ts,
         p.is_goal_step,
-        coalesce(c.is_converted, j.goal_position is not null) as is_converted,
+        j.is_converted,
         p.is_channel_step,
         p.event_name,
         p.touchpoint,
@@ -142,7 +144,6 @@ final as (
         p.revenue
     from positioned as p
     inner join journeys as j on p.journey_id = j.journey_id
-    left join converted as c on p.journey_id = c.journey_id
     where p.position > j.n_dropped_before and p.position <= j.last_kept
 )
 

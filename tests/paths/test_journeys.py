@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.build import build
+from pipeline.db import load_sql
 from pipeline.ingest import ingest_files
 from pipeline.paths import (
     PathOptions,
@@ -23,6 +24,7 @@ from pipeline.paths import (
     touchpoints_to_goal,
     transitions,
 )
+from pipeline.report.data import ReportData
 from tests.conftest import DATASETS, load_events, make_journeys
 
 PAID = {"source": "google", "medium": "cpc"}
@@ -84,6 +86,30 @@ def test_loops(journeys):
         ("add_to_cart > view_item > add_to_cart", 1, 1, 1.0),
         ("view_item > add_to_cart > view_item", 1, 1, 1.0),
     ]
+
+
+def test_loops_by_device_by_hand(db, cfg):
+    mobile, desktop = {"device": "mobile"}, {"device": "desktop"}
+    load_events(db, make_journeys({
+        # direct, product_page, cart, product_page, cart: both loops
+        "u_m1": [("view_item", 0, mobile), ("add_to_cart", 1, mobile), ("view_item", 2, mobile),
+                 ("add_to_cart", 3, mobile)],
+        # at product_page three times in a row: one session at the node, and a repeat is not a loop
+        "u_m2": [("view_item", 0, mobile), ("view_item", 1, mobile), ("view_item", 2, mobile)],
+        "u_d1": [("view_item", 0, desktop), ("add_to_cart", 1, desktop), ("view_item", 2, desktop)],
+        "u_d2": [("add_to_cart", 0, desktop), ("purchase", 1, desktop)],  # at cart, no loop
+    }))
+    build(db, cfg)
+    frame = ReportData(db).loops_by_device
+    assert frame.rows() == [
+        ("cart > product_page > cart", "desktop", 2, 0, 0.0),
+        ("cart > product_page > cart", "mobile", 1, 1, 1.0),
+        ("product_page > cart > product_page", "desktop", 1, 1, 1.0),
+        ("product_page > cart > product_page", "mobile", 2, 1, 0.5),
+    ]
+    # the top loop is the one in the most journeys (two against one)
+    top = db.query(load_sql("analysis/loop_devices.sql"), {"top": 1})
+    assert set(top["loop_path"]) == {"product_page > cart > product_page"}
 
 
 def test_channel_mix(journeys):

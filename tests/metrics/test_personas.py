@@ -123,3 +123,16 @@ def test_restarts_on_a_sample_find_the_full_data_clusters():
     # the planted blobs, numbered by size (largest first), with at most a handful of boundary rows off
     assert (sampled != planted).sum() <= 5
     assert np.array_equal(sampled, cluster(data, 3, seed=5, fit_sample=300))  # seeded: same again
+
+
+def test_distinct_behaviours_are_checked_on_the_data_not_only_the_sample():
+    # 1,000 identical rows and one different: a 100-row sample that misses the odd row is uniform,
+    # so the restarts fall back to all rows, which do hold two distinct behaviours.
+    data = np.zeros((1001, 3))
+    data[-1] = 1.0
+    labels = cluster(data, 2, seed=1, fit_sample=100)
+    assert np.bincount(labels).tolist() == [1000, 1]
+    # fewer distinct rows than personas, sampled or not: one clear error
+    for fit_sample in (100, 5000):
+        with pytest.raises(MetricError, match="fewer than 3 distinct behaviours"):
+            cluster(data, 3, seed=1, fit_sample=fit_sample)

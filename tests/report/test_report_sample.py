@@ -67,3 +67,23 @@ def test_cli_report_is_quiet_when_not_on_a_terminal(sample_db, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "pipeline", "report", "--db", str(tmp_path / "none.duckdb")],
                              capture_output=True, text=True, cwd=REPO, check=False)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+
+
+def test_report_inputs_match_their_modules(sample_db):
+    # The report computes the stage chain first and effort while the touchpoint chain's journeys are
+    # prepared (pipeline/report/data.py): the rows must be those of the modules called on their own.
+    from pipeline import paths
+    from pipeline.report.data import GOAL, ReportData
+    from pipeline.value import risk
+
+    database = Database(sample_db, read_only=True)
+    try:
+        data = ReportData(database)
+        report_risk, report_effort = data.revenue_at_risk, data.effort
+        assert report_risk["level"].unique(maintain_order=True).to_list() == ["touchpoint", "stage"]
+        alone = risk.revenue_at_risk(database, levels=("touchpoint", "stage"), goal=GOAL)
+        assert report_risk.equals(alone)
+        effort = paths.touchpoints_to_goal(database, paths.PathOptions(scope="user", level="touchpoint", goal=GOAL))
+        assert report_effort.sort("user_key").equals(effort.sort("user_key"))
+    finally:
+        database.close()

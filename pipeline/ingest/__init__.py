@@ -539,11 +539,15 @@ def _load(
         "qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1"
         if db.scalar("select count(*) <> count(distinct event_id) from _ingest_typed") else ""
     )
+    # Event ids already stored: the raw.events scan probes a hash table of this file's ids (the small
+    # side), instead of `not exists` building one of every stored id for each file.
     db.execute(
-        f"insert into raw.events select {columns}, $file_id, row_number from ("  # noqa: S608
+        f"insert into raw.events with stored as (select distinct e.event_id from raw.events as e "  # noqa: S608
+        "where e.event_id in (select event_id from _ingest_typed)) "
+        f"select {columns}, $file_id, row_number from ("
         "select * from _ingest_typed t "
         f"where not exists (select 1 from _ingest_bad b where b.row_number = t.row_number) and {_NOT_FORGOTTEN} "
-        f"{dedupe}) g where not exists (select 1 from raw.events e where e.event_id = g.event_id)",
+        f"{dedupe}) g where not exists (select 1 from stored as s where s.event_id = g.event_id)",
         ids,
     )
     for side in adapter.side_tables:

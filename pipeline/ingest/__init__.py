@@ -54,7 +54,7 @@ _EXTRA_FIELDS = ", cast(null as varchar) as ts_unit, cast(null as varchar) as de
 
 # Scratch tables of one file: temporary (memory, spilled to the temp folder), never in the database
 # file, so a file's raw text (ids, e-mails) is not written there even for a moment.
-_SCRATCH = ("_ingest_bad", "_ingest_typed", "_ingest_days", "_ingest_src", "_ingest_forgotten")
+_SCRATCH = ("_ingest_bad", "_ingest_typed", "_ingest_days", "_ingest_src", "_ingest_forgotten", "_ingest_stored")
 
 # Side tables of formats (pipeline/ingest/adapters.py), in the column order of their SQL files.
 _SIDE_TABLE_DDL = {
@@ -539,15 +539,16 @@ def _load(
         "qualify row_number() over (partition by event_id order by dedupe_at nulls last, row_number) = 1"
         if db.scalar("select count(*) <> count(distinct event_id) from _ingest_typed") else ""
     )
-    # Event ids already stored: the raw.events scan probes a hash table of this file's ids (the small
-    # side), instead of `not exists` building one of every stored id for each file.
+    # Event ids already stored, found in a statement of their own: a scan of raw.events probes a hash
+    # table of this file's ids. Inside the insert, which writes raw.events, DuckDB built the hash
+    # table of every stored id instead (10 s per file at 100M events against 1.5 s).
+    _scratch(db, "_ingest_stored",
+             "select e.event_id from raw.events as e semi join _ingest_typed as t on e.event_id = t.event_id")
     db.execute(
-        f"insert into raw.events with stored as (select distinct e.event_id from raw.events as e "  # noqa: S608
-        "where e.event_id in (select event_id from _ingest_typed)) "
-        f"select {columns}, $file_id, row_number from ("
+        f"insert into raw.events select {columns}, $file_id, row_number from ("  # noqa: S608
         "select * from _ingest_typed t "
         f"where not exists (select 1 from _ingest_bad b where b.row_number = t.row_number) and {_NOT_FORGOTTEN} "
-        f"{dedupe}) g where not exists (select 1 from stored as s where s.event_id = g.event_id)",
+        f"{dedupe}) g where not exists (select 1 from _ingest_stored as s where s.event_id = g.event_id)",
         ids,
     )
     for side in adapter.side_tables:

@@ -116,6 +116,11 @@ AS_PREPARED: dict[str, object] = {"goal_node": None, "collapse_renamed": False}
 
 def transitions(db: Database, options: PathOptions = PathOptions()) -> pl.DataFrame:
     """Every edge: from_node, to_node, n_transitions, n_users, probability (no truncation)."""
+    if options == PathOptions(scope=options.scope, level=options.level, goal=options.goal):
+        # Journeys without cleaning are the stored steps as they are: the edges come straight from
+        # stg_touchpoints, without preparing journey_steps (sql/analysis/transitions_stored.sql).
+        _resolve_goal(db, options)  # an unknown goal is refused on either route
+        return db.query(load_sql("analysis/transitions_stored.sql"), {"scope": options.scope, "level": options.level})
     return _run(db, options, "transitions", AS_PREPARED)
 
 

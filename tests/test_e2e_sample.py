@@ -12,9 +12,9 @@ import pytest
 
 from pipeline import config
 from pipeline.build import build
-from pipeline.db import Database
+from pipeline.db import Database, load_sql
 from pipeline.ingest import ingest_files
-from pipeline.paths import PathOptions, loops
+from pipeline.paths import AS_PREPARED, LEVELS, SCOPES, PathOptions, loops, prepare_steps, transitions
 from pipeline.simulate import PLANTED
 from tests.conftest import REPO
 
@@ -113,3 +113,20 @@ def test_planted_mobile_checkout_loop_is_recovered_by_path_mining(sample):
     row = found.filter(found["loop_path"] == "begin_checkout > view_cart > begin_checkout").row(0, named=True)
     n_mobile, mobile_rate = got["mobile"]
     assert row["n_journeys"] == round(n_mobile * mobile_rate)
+
+
+def test_transitions_without_cleaning_skip_the_preparation_and_agree_with_it(sample):
+    """Journeys asked for without cleaning take their edges straight from stg_touchpoints; every
+    scope and level gives the rows of transitions.sql on the prepared journeys, and no journey_steps
+    table is made."""
+    db, *_ = sample
+    for scope in SCOPES:
+        for level in LEVELS:
+            options = PathOptions(scope=scope, level=level)  # type: ignore[arg-type]
+            with Database(db.path) as fresh:  # a connection of its own: no temp tables yet
+                direct = transitions(fresh, options)
+                assert not fresh.scalar("select count(*) from duckdb_tables() where table_name = 'journey_steps'")
+            prepare_steps(db, options)
+            prepared = db.query(load_sql("analysis/transitions.sql"), AS_PREPARED)
+            assert direct.height > 10, (scope, level)
+            assert direct.equals(prepared), (scope, level)

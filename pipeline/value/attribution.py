@@ -175,18 +175,32 @@ def _touch_weight(model: str, half_life_days: float, weights: tuple[float, float
             .then(wl)
             .otherwise(wm / (n - 2).cast(pl.Float64))
         )
-    if model == "time_decay":
-        conv_ts = pl.coalesce(pl.col("conversion_ts"), pl.col("ts").max().over("jidx"))
-        age = (conv_ts - pl.col("ts")).dt.total_microseconds().cast(pl.Float64) / 86_400e6
-        # shift by the youngest touch so weights never underflow; the normalised result is the same
-        raw = pl.lit(2.0).pow(-(age - age.min().over("jidx")) / half_life_days)
-        return raw / raw.sum().over("jidx")
+    if model == "time_decay":  # the column decay_weight: _with_decay_weight
+        return pl.col("decay_weight") / pl.col("decay_weight").sum().over("jidx")
     raise AssertionError(model)  # pragma: no cover
+
+
+def _with_decay_weight(touches: pl.DataFrame, half_life_days: float) -> pl.DataFrame:
+    """``touches`` plus ``decay_weight``: 2^(-age / half-life), age in days before the conversion.
+
+    One window per pass: polars 2.1 evaluates a window whose input holds another window in time
+    quadratic in the rows (0.47 s at 400,000 touches, 6.1 s at 1.6M; the report at 100M events sat
+    in it for over 10 minutes), while these passes take 0.2 s at 1.6M.
+    """
+    age = (pl.col("conversion_ts") - pl.col("ts")).dt.total_microseconds().cast(pl.Float64) / 86_400e6
+    return (
+        touches.with_columns(conversion_ts=pl.coalesce(pl.col("conversion_ts"), pl.col("ts").max().over("jidx")))
+        .with_columns(age=age)
+        # shift by the youngest touch so weights never underflow; the normalised result is the same
+        .with_columns(decay_weight=pl.lit(2.0).pow((pl.col("age").min().over("jidx") - pl.col("age")) / half_life_days))
+    )
 
 
 def _credits(prep: _Prepared, model: str, half_life_days: float, weights: tuple[float, float, float]) -> pl.DataFrame:
     """``jidx, cidx, credit, revenue`` for converting journeys (heuristic models)."""
     conv = prep.touches.filter(pl.col("converted"))
+    if model == "time_decay":
+        conv = _with_decay_weight(conv, half_life_days)
     return (
         conv.with_columns(credit=_touch_weight(model, half_life_days, weights))
         .group_by("jidx", "cidx")

@@ -70,6 +70,7 @@ class Database:
         # earlier requests of a name kept aside (materialize_request's keep): key -> table, oldest first
         self._parked: dict[str, dict[tuple[Any, ...], str]] = {}
         self._n_parked = 0
+        self._memory_limit: str | None = None  # set_memory_limit's; None: DuckDB's default
         self.con.execute("set TimeZone = 'UTC'")
         # DuckDB draws a progress bar on stdout for long queries, even in cron; we report our own.
         # (Inside Jupyter DuckDB refuses to change the setting without ipywidgets; it draws no bar
@@ -87,6 +88,7 @@ class Database:
         if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit):
             raise DatabaseError(f"memory limit {limit!r} must look like 8GB or 512MiB")
         self.execute(f"set memory_limit = '{limit}'")
+        self._memory_limit = limit
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement whose result is not needed (DDL, insert)."""
@@ -214,6 +216,33 @@ class Database:
         self._request_keys[name] = key
         while len(parked) > keep - 1:
             self.execute(f"drop table if exists {parked.pop(next(iter(parked)))}")
+
+    def release_memory(self) -> None:
+        """Drop the request tables and make DuckDB give its freed memory back to the system.
+
+        DuckDB keeps memory it has freed (and cached table blocks) up to its limit, 80% of RAM by
+        default, for its next query. Before work on the Python side that needs gigabytes
+        (personas at 100M events: the report was killed at 24.3 GB there), lowering the limit
+        for a moment makes it let go: at 10M events 3.6 GB of resident memory fell to 0.5 GB.
+        The request tables are a cache; the next request makes its table again.
+        """
+        for name in list(self._request_keys):
+            self.execute(f"drop table if exists {name}")
+        for parked in self._parked.values():
+            for table in parked.values():
+                self.execute(f"drop table if exists {table}")
+        self._request_keys.clear()
+        self._parked.clear()
+        limit = self._memory_limit
+        try:
+            with contextlib.suppress(DatabaseError):  # memory still in use: it keeps what it must
+                self.set_memory_limit("64MB")
+        finally:
+            if limit is None:
+                self.execute("reset memory_limit")  # DuckDB's default
+                self._memory_limit = None
+            else:
+                self.set_memory_limit(limit)
 
     def _data_version(self) -> tuple[Any, ...]:
         parts = []

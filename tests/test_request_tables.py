@@ -103,3 +103,24 @@ def test_a_failed_request_leaves_no_table_that_passes_for_it(db, cfg):
     assert "probe" not in _temp_tables(db)
     db.materialize_request("probe", "select $v as v", {"v": 1}, keep=2)  # the parked one comes back
     assert db.scalar("select v from probe") == 1
+
+
+def test_release_memory_drops_the_requests_and_keeps_the_memory_limit(db, cfg):
+    load_events(db, make_journeys({"u1": [("page_view", 0), ("purchase", 5, {"revenue": 10.0})]}))
+    build(db, cfg)
+    default = db.scalar("select current_setting('memory_limit')")
+    prepare_units(db, level="user")
+    db.execute("insert into metric_units (unit_id, is_converted) values ('marker', false)")
+    prepare_units(db, level="session")  # the user units wait under a parked name
+    prepare_steps(db, PathOptions(scope="session"))
+    temp = "select table_name from duckdb_tables() where temporary"
+    assert any("__parked_" in t for t in db.query(temp)["table_name"])
+    db.release_memory()
+    assert db.query(temp).height == 0
+    assert db.scalar("select current_setting('memory_limit')") == default
+    # the cache forgot them: the user units are made again, without the row added by hand
+    prepare_units(db, level="user")
+    assert _units(db) == [("u1", True)]
+    db.set_memory_limit("3GB")
+    db.release_memory()
+    assert db.scalar("select current_setting('memory_limit')") == "2.7 GiB"  # 3 GB, as DuckDB shows it

@@ -46,6 +46,7 @@ class Personas:
 def features(db: Database) -> tuple[list[str], list[str], np.ndarray]:
     """(user_keys, feature names, matrix users x features), both sorted; a missing feature is 0."""
     long = db.query(load_sql("analysis/persona_features.sql"))
+    db.release_memory()  # the pivot and the clustering need the memory (gigabytes at 100M events)
     if long.height == 0:
         return [], [], np.zeros((0, 0))
     wide = long.pivot(on="feature", index="user_key", values="value", aggregate_function="first").sort("user_key")

@@ -45,8 +45,12 @@ class Personas:
 
 def features(db: Database) -> tuple[list[str], list[str], np.ndarray]:
     """(user_keys, feature names, matrix users x features), both sorted; a missing feature is 0."""
+    # Gigabytes at 100M events on both sides: the query's result is copied into Python, then pivoted
+    # and clustered there. DuckDB gives back what earlier requests left it holding first, and what
+    # the query used after.
+    db.release_memory()
     long = db.query(load_sql("analysis/persona_features.sql"))
-    db.release_memory()  # the pivot and the clustering need the memory (gigabytes at 100M events)
+    db.release_memory()
     if long.height == 0:
         return [], [], np.zeros((0, 0))
     wide = long.pivot(on="feature", index="user_key", values="value", aggregate_function="first").sort("user_key")

@@ -8,6 +8,8 @@
 --          every step's wide row first (6.1 of 9.9 s at 10M events). A test requires the same rows
 --          as transitions.sql on prepared journeys for every scope and level.
 --          path_end follows each journey's last step (no next step), so no journey length is needed.
+--          The counting (counted, final) is transitions.sql's, line for line: one select per file
+--          means each file holds it; the test above keeps the two in step.
 with steps as (
     select
         case when $scope = 'user' then user_key else session_key end as journey_id,

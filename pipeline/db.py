@@ -234,16 +234,14 @@ class Database:
                 self.execute(f"drop table if exists {table}")
         self._request_keys.clear()
         self._parked.clear()
-        limit = self._memory_limit
         try:
             with contextlib.suppress(DatabaseError):  # memory still in use: it keeps what it must
-                self.set_memory_limit("64MB")
+                self.execute("set memory_limit = '64MB'")  # for a moment: _memory_limit stays as set
         finally:
-            if limit is None:
+            if self._memory_limit is None:
                 self.execute("reset memory_limit")  # DuckDB's default
-                self._memory_limit = None
             else:
-                self.set_memory_limit(limit)
+                self.set_memory_limit(self._memory_limit)
 
     def _data_version(self) -> tuple[Any, ...]:
         parts = []

@@ -16,7 +16,7 @@
 --         $by ('none' | 'channel' | 'device' | 'country' | 'cohort' | 'variant' | 'segment'),
 --         $variant_key (the stg_events.properties key read when $by = 'variant').
 --         $simple_ordered (boolean): the request is ordered with no window, step window or
---           exclusion and does not count conversions (the caller decides; see simple_rows).
+--           exclusion and does not count conversions (the caller decides; see simple_journeys).
 -- Meaning: how far each unit went. Journey rows are ordered by ts, then channel step before event,
 --          then event_id (the staging step index), so ties are deterministic. A row matches a step
 --          by event name, touchpoint or stage (synthetic channel steps have touchpoints and stages
@@ -123,56 +123,57 @@ step_numbers as (
 
 -- $simple_ordered (ordered mode with no window, step window or exclusion, not counting
 -- conversions): every step-j row after the first step-(j-1) row ends a valid path, so the first
--- row to reach step j is the first step-j row after the first row to reach step j-1, and the
--- latest path of a row is made of the last step-(j-1) row before it, the last step-(j-2) row
--- before that, and so on. Two walks of one join and one aggregate per step find both; the
--- windows over every matched row that the general levels need are skipped (the planner drops the
--- general branches). Same units as the general path (tests/metrics/test_funnel_properties.py).
-simple_rows as (
-    -- one row per (row, step it matches)
-    select m.journey_key, m.pos, m.ts_us, s.step_number
-    from matched as m
-    inner join step_numbers as s on (m.mask >> (s.step_number - 1)) & 1 = 1
-    where $simple_ordered and m.mask <> 0
+-- row to reach step j is the first step-j row after the first row to reach step j-1 (a greedy
+-- walk forward), and the latest path of that row is the last step-(j-1) row before it, the last
+-- step-(j-2) row before that, and so on (a greedy walk back). Both walks run over one list per
+-- journey of its matching rows in order: one aggregate, no join, no recursion; the windows over
+-- every matched row that the general levels need are skipped (the planner drops the general
+-- branches). The walks joined the rows once per step before: at 100M events that held more than
+-- DuckDB's memory. Same units as the general path (tests/metrics/test_funnel_properties.py).
+simple_journeys as (
+    select
+        journey_key,
+        -- pos is unique in a journey, so sorting the structs orders the rows by pos
+        list_sort(list({'pos': pos, 'ts_us': ts_us, 'mask': mask})) as steps
+    from matched
+    where $simple_ordered and mask <> 0
+    group by journey_key
+    -- units are the journeys that did step 1 (as in the general path)
+    having bool_or(mask & 1 = 1)
 ),
 
 simple_firsts as (
-    select 1 as step_number, journey_key, min(pos) as pos, arg_min(ts_us, pos) as ts_us
-    from simple_rows
-    where step_number = 1
-    group by journey_key
-
-    union all
-
-    select f.step_number + 1 as step_number, f.journey_key, min(r.pos) as pos, arg_min(r.ts_us, r.pos) as ts_us
-    from simple_firsts as f
-    inner join simple_rows as r
-        on f.journey_key = r.journey_key and r.step_number = f.step_number + 1 and r.pos > f.pos
-    group by f.step_number, f.journey_key
+    select
+        journey_key,
+        steps,
+        -- forward: element k is the index in steps of the first row that reached step k
+        list_reduce(
+            steps,
+            lambda acc, x, i: case
+                when len(acc) < $n_steps and (x.mask >> len(acc)) & 1 = 1 then list_append(acc, i) else acc
+            end,
+            cast([] as bigint[])
+        ) as firsts
+    from simple_journeys
 ),
 
 simple_ends as (
     select
         journey_key,
-        max(step_number) as n_reached,
-        arg_max(pos, step_number) as end_pos,
-        arg_max(ts_us, step_number) as end_us,
-        list_sort(list({'step_number': step_number, 'pos': pos})) as first_reached
+        len(firsts) as n_reached,
+        list_transform(firsts, lambda f, k: {'step_number': k, 'pos': steps[f].pos}) as first_reached,
+        -- back from the first row at the furthest step: element k is the path's row of step
+        -- n_reached - k + 1
+        list_reduce(
+            list_reverse(steps[1:firsts[-1] - 1]),
+            lambda acc, x: case
+                when len(acc) < len(firsts) and (x.mask >> (len(firsts) - 1 - len(acc))) & 1 = 1
+                    then list_append(acc, x)
+                else acc
+            end,
+            [steps[firsts[-1]]]
+        ) as walk
     from simple_firsts
-    group by journey_key
-),
-
-simple_walk as (
-    select journey_key, n_reached as step_number, end_pos as pos, end_us as ts_us
-    from simple_ends
-
-    union all
-
-    select w.journey_key, w.step_number - 1 as step_number, max(r.pos) as pos, arg_max(r.ts_us, r.pos) as ts_us
-    from simple_walk as w
-    inner join simple_rows as r
-        on w.journey_key = r.journey_key and r.step_number = w.step_number - 1 and r.pos < w.pos
-    group by w.journey_key, w.step_number
 ),
 
 levels as (
@@ -360,14 +361,12 @@ closed_units as (
     union all
 
     select
-        e.journey_key,
+        journey_key,
         0 as attempt_after_pos,
-        e.n_reached,
-        e.first_reached,
-        list_sort(list({'step_number': w.step_number, 'ts_us': w.ts_us})) as path
-    from simple_ends as e
-    inner join simple_walk as w on e.journey_key = w.journey_key
-    group by e.journey_key, e.n_reached, e.first_reached
+        n_reached,
+        first_reached,
+        list_transform(list_reverse(walk), lambda x, k: {'step_number': k, 'ts_us': x.ts_us}) as path
+    from simple_ends
 ),
 
 open_pairs as (

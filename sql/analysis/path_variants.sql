@@ -7,32 +7,33 @@
 --         $top (integer): how many paths, most frequent first.
 -- Meaning: the path variants with their count, share of the selected journeys, conversion rate and
 --          median duration (seconds from first to last step of the kept path).
-with steps as (
-    select * from journey_steps
+with steps as not materialized (
+    select journey_id, idx, node, ts, is_converted
+    from journey_steps
     where $outcome = 'all'
         or ($outcome = 'converted' and is_converted)
         or ($outcome = 'abandoned' and not is_converted)
 ),
 
 anchors as (
+    -- Only when a start or end node is asked for: a window over every step for the anchors cost
+    -- 1.5-2.9 s per request at 10M events even when both were null.
     select
-        *,
-        min(idx) filter (where node = $starting_at) over (partition by journey_id) as start_idx,
-        min(idx) filter (where node = $ending_at) over (partition by journey_id) as end_idx
+        journey_id,
+        min(idx) filter (where node = $starting_at) as start_idx,
+        min(idx) filter (where node = $ending_at) as end_idx
     from steps
-),
-
-windowed as (
-    select *
-    from anchors
-    where ($starting_at is null or (start_idx is not null and idx >= start_idx))
-        and ($ending_at is null or (end_idx is not null and idx <= end_idx))
+    where $starting_at is not null or $ending_at is not null
+    group by journey_id
 ),
 
 cut as (
-    select *
-    from windowed
-    where $max_steps = 0 or idx - coalesce(start_idx, 1) < $max_steps
+    select s.*, a.start_idx
+    from steps as s
+    left join anchors as a on s.journey_id = a.journey_id
+    where ($starting_at is null or (a.start_idx is not null and s.idx >= a.start_idx))
+        and ($ending_at is null or (a.end_idx is not null and s.idx <= a.end_idx))
+        and ($max_steps = 0 or s.idx - coalesce(a.start_idx, 1) < $max_steps)
 ),
 
 journeys as (

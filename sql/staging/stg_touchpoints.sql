@@ -182,4 +182,9 @@ final as (
     left join stages as sg on st.stage = sg.stage
 )
 
+-- Stored in journey order: every analysis groups or windows the steps by user or session, and
+-- DuckDB does that faster on rows already together (10M events: the report 85.6 -> 71.5 s, for
+-- 9.4 -> 18.0 s here; 100M: 102 -> 203 s here). An incremental build deletes and re-inserts a
+-- touched user's rows together, in this order, so each user's rows stay together.
 select * from final
+order by user_key, user_step_index

@@ -559,7 +559,11 @@ def funnel(
 
 def run_funnel(db: Database, spec: FunnelSpec) -> pl.DataFrame:
     with _units_table(db, spec):
-        counts = _run(db, "funnel_steps", {"n_steps": spec.n_steps, "count": spec.count})
+        counts = _run(db, "funnel_steps", {
+            "n_steps": spec.n_steps,
+            # only users counted over session journeys have several units each
+            "units_are_entities": not (spec.count == "users" and spec.scope == "session"),
+        })
     return summarize(counts, spec)
 
 

@@ -6,8 +6,9 @@
 --             to absorb into; at the touchpoint level with the goal `purchase` nothing changes);
 --         $collapse_renamed (boolean): after that renaming, consecutive steps on one node count
 --             once (a purchase right after checkout, both in stage Purchase, stays a step of its
---             own). Without it the steps are the prepared journeys as they are, and no window but
---             the edges' one runs (the planner drops the other branch).
+--             own). Collapsing keeps each journey's first and last node, and the edges of the
+--             collapsed journey are exactly its consecutive pairs of different nodes, so one lag
+--             serves both cases: a repeat (node = previous node) is no edge when collapsing.
 -- Meaning: every consecutive pair of steps, plus path_start -> first step and last step -> path_end,
 --          so that every real node has in-flow = out-flow. probability is the edge's share of its
 --          from_node's out-edges; n_users counts distinct users who made the transition.
@@ -21,36 +22,21 @@ with renamed as not materialized (
     from journey_steps
 ),
 
-recollapsed as (
+walked as (
     select
-        journey_id,
         user_key,
         node,
-        row_number() over (partition by journey_id order by idx) as idx,
-        count(*) over (partition by journey_id) as n_steps
-    from (
-        select *, lag(node) over (partition by journey_id order by idx) as previous_node
-        from renamed
-        where $collapse_renamed
-    )
-    where previous_node is null or node <> previous_node
-),
-
-steps as not materialized (
-    select journey_id, user_key, idx, n_steps, node from renamed where not $collapse_renamed
-    union all
-    select journey_id, user_key, idx, n_steps, node from recollapsed
+        lag(node) over (partition by journey_id order by idx) as previous_node
+    from renamed
 ),
 
 edges as (
-    select
-        user_key,
-        coalesce(lag(node) over (partition by journey_id order by idx), 'path_start') as from_node,
-        node as to_node
-    from steps
+    select user_key, coalesce(previous_node, 'path_start') as from_node, node as to_node
+    from walked
+    where not $collapse_renamed or previous_node is null or node <> previous_node
     union all
     select user_key, node as from_node, 'path_end' as to_node
-    from steps
+    from renamed
     where idx = n_steps
 ),
 

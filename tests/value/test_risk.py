@@ -165,3 +165,30 @@ def test_parse_edit():
     assert risk.parse_edit("cart>checkout=+0.10") == risk.EdgeEdit("cart", "checkout", 0.10, True)
     assert risk.parse_edit(" a > b = 0.2 ") == risk.EdgeEdit("a", "b", 0.2, False)
     assert risk.parse_edit("a>b=-0.05").signed
+
+
+def test_stage_chain_counts_a_repeated_stage_once(db, cfg):
+    # Two product views in a row are one Interest step of the stage chain, two touchpoint steps;
+    # r2 goes back from the cart to the product page and stays there.
+    load_events(db, make_journeys({
+        "r1": [("view_item", 0, PS), ("view_item", 1, PS), ("add_to_cart", 2, PS), ("add_to_cart", 3, PS),
+               ("begin_checkout", 4, PS), ("purchase", 5, {**PS, "revenue": 20.0})],
+        "r2": [("view_item", 0, PS), ("add_to_cart", 1, PS), ("view_item", 2, PS), ("view_item", 3, PS)],
+    }))
+    build(db, cfg)
+
+    def edges(level: str) -> dict[tuple[str, str], int]:
+        return {(r["from_node"], r["to_node"]): r["n_transitions"]
+                for r in risk.chain_edges(db, level).iter_rows(named=True)}  # type: ignore[arg-type]
+
+    assert edges("stage") == {
+        ("path_start", "Awareness"): 2, ("Awareness", "Interest"): 2, ("Interest", "Consideration"): 2,
+        ("Consideration", "Purchase"): 1, ("Purchase", "purchase"): 1, ("purchase", "path_end"): 1,
+        ("Consideration", "Interest"): 1, ("Interest", "path_end"): 1,
+    }
+    assert edges("touchpoint") == {
+        ("path_start", "paid_search"): 2, ("paid_search", "product_page"): 2,
+        ("product_page", "product_page"): 2, ("product_page", "cart"): 2, ("cart", "cart"): 1,
+        ("cart", "checkout"): 1, ("checkout", "purchase"): 1, ("purchase", "path_end"): 1,
+        ("cart", "product_page"): 1, ("product_page", "path_end"): 1,
+    }

@@ -2,13 +2,15 @@
 -- Reads: funnel_units (a temp table pipeline.metrics.funnel makes from sql/analysis/funnel_units.sql:
 --        one row per unit with per-step lists reached, continued, from_first,
 --        seconds_from_previous, seconds_from_first).
--- Params: $n_steps, $count ('users' | 'sessions' | 'conversions'),
---         $units_are_entities (boolean): each unit is its own entity, which is every request but
---           users counted over session journeys (the caller decides). Then the units are counted
---           as they are; otherwise each user's units are merged first (a group by of every unit and
---           step: 1.7 s per request at 10M events, 24 s at 100M, for nothing when they are 1:1).
+-- Params: $n_steps,
+--         $units_are_entities (boolean): each unit is its own counted entity, which is every
+--           request but users counted over session journeys (the caller decides). Then the units
+--           are counted as they are; otherwise each user's units are merged first by a group by
+--           of every unit and step (the report's two funnels spent 0.9 and 2.2 s in it at 10M
+--           events, 10.2 and 33.4 s at 100M, against 0.2 and 0.4 s, 1.9 and 3.7 s without).
 -- Meaning: the counts behind every funnel rate. The counted entity is the unit (a user or session
---          journey, or an attempt when counting conversions), or, with $count = 'users', the user:
+--          journey, or an attempt when counting conversions), or, counting users over session
+--          journeys, the user:
 --          a user is at a step when any of their units is, and their times are those of their
 --          earliest unit at that step.
 --          n_entered: at step k. n_previous / n_moved_on: at step k-1 / at k-1 and continued into k

@@ -30,7 +30,6 @@ steps as not materialized (
         case when $scope = 'user' then user_key else session_key end as journey_id,
         user_key,
         session_key,
-        user_step_index,
         -- 1..n in each journey, in step order (stg_touchpoints numbers every step of a user and of
         -- a session without gaps)
         case when $scope = 'user' then user_step_index else session_step_index end as step_index,

@@ -16,8 +16,9 @@ with steps as not materialized (
 ),
 
 anchors as (
-    -- Only when a start or end node is asked for: a window over every step for the anchors cost
-    -- 1.5-2.9 s per request at 10M events even when both were null.
+    -- Only when a start or end node is asked for. A window over every step found the anchors
+    -- before, and ran even when both were null (10M events: the report's first request
+    -- 4.7 -> 4.0 s without it).
     select
         journey_id,
         min(idx) filter (where node = $starting_at) as start_idx,
@@ -28,7 +29,7 @@ anchors as (
 ),
 
 cut as (
-    select s.*, a.start_idx
+    select s.*
     from steps as s
     left join anchors as a on s.journey_id = a.journey_id
     where ($starting_at is null or (a.start_idx is not null and s.idx >= a.start_idx))

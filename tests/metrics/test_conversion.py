@@ -119,8 +119,8 @@ def test_user_conversion_window_and_goal(shop):
     # window from 2025-01-07: sessions u2s2 (buys) and u4s2
     assert _rates(conversion_rates(shop, start=dt.date(2025, 1, 7))) == {"all": (1, 2)}
     assert _rates(conversion_rates(shop, level="user", start="2025-01-07", by="channel")) == {"Direct": (1, 2)}
-    # a window opening at the first sessions' first event keeps those sessions' first steps: their
-    # entry touchpoints are the same as with no window
+    # the window's start is inclusive: opening it at 09:00 on 01-06, when the four first sessions
+    # start, keeps all six sessions with their first steps (entry touchpoints as with no window)
     assert _rates(conversion_rates(shop, start="2025-01-06 09:00", by="entry_touchpoint")) == {
         "product_page": (2, 5), "landing_page": (0, 1)}
     # [01-06, 01-08): the four first sessions

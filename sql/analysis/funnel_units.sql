@@ -48,7 +48,8 @@ with recursive touchpoints as not materialized (
         case when $scope = 'session' then session_step_index else user_step_index end as pos,
         epoch_us(ts) as ts_us,
         is_channel_step,
-        event_id,
+        session_key,
+        session_step_index,
         event_name,
         touchpoint,
         stage,
@@ -551,7 +552,10 @@ variants as (
         t.journey_key,
         arg_min(json_extract_string(e.properties, $variant_key), t.pos) as variant
     from touchpoints as t
-    inner join staging.stg_events as e on t.event_id = e.event_id
+    -- An event's step sits right after its session's channel step (stg_touchpoints), so its
+    -- session step index is its session event index + 1; channel steps match no event.
+    inner join staging.stg_events as e
+        on t.session_key = e.session_key and t.session_step_index = e.session_event_index + 1
     where $by = 'variant' and json_extract_string(e.properties, $variant_key) is not null
     group by t.journey_key
 ),

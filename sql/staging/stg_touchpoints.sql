@@ -17,7 +17,6 @@ with events as not materialized (
         user_event_index,
         session_event_index,
         ts,
-        event_id,
         event_name,
         page_url,
         channel,
@@ -113,7 +112,6 @@ event_steps as (
         e.session_event_index + 1 as session_step_index,
         e.ts,
         false as is_channel_step,
-        e.event_id,
         e.event_name,
         case
             when e.mapped_touchpoint = 'purchase' and e.session_index > fp.first_purchase_session_index
@@ -138,7 +136,6 @@ channel_steps as (
         1 as session_step_index,
         e.ts,
         true as is_channel_step,
-        cast(null as varchar) as event_id,
         cast(null as varchar) as event_name,
         coalesce(ct.touchpoint, e.channel) as touchpoint,
         ct.touchpoint is not null as is_mapped,
@@ -166,7 +163,6 @@ final as (
         s.session_step_index,
         s.ts,
         s.is_channel_step,
-        s.event_id,
         s.event_name,
         s.touchpoint,
         coalesce(st.stage, 'unmapped') as stage,

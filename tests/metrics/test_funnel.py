@@ -346,6 +346,29 @@ def test_breakdown_by_channel_cohort_variant_and_segment(db, cfg):
     assert final(funnel(db, steps, by="segment", segments=segments), "segment") == {"(missing)": 1, "vip": 1}
 
 
+def test_variant_is_the_first_value_in_each_journey(db, cfg):
+    def exp(value):
+        return {"properties": json.dumps({"exp": value})}
+
+    _build(db, cfg, {
+        # session 1: view, then the third event carries A; session 2 (after 60 min): B first, then C
+        "u_two_sessions": [(V, 0), ("page_view", 1), (C, 2, exp("A")), (V, 60, exp("B")), (P, 61, exp("C"))],
+        # the value is on the last event of its only session
+        "u_late_value": [(V, 0), (C, 1), (P, 2, exp("B"))],
+    })
+    steps = "view_item,add_to_cart"
+
+    def entered(**options):
+        frame = funnel(db, steps, by="variant", variant_key="exp", **options)
+        return {(g, s): n for g, s, n in zip(frame["variant"], frame["step"], frame["n_entered"], strict=True)}
+
+    # user journeys: u_two_sessions is A (its first value), u_late_value B; both reach the cart
+    assert entered() == {("A", V): 1, ("A", C): 1, ("B", V): 1, ("B", C): 1}
+    # session journeys: session 1 of u_two_sessions is A (view, cart), its session 2 B (view only),
+    # u_late_value's session B (view, cart); a shifted event position would give other values
+    assert entered(scope="session") == {("A", V): 1, ("A", C): 1, ("B", V): 2, ("B", C): 1}
+
+
 # -- drill-down and why-dropped ------------------------------------------------------------------
 
 

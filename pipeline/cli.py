@@ -96,7 +96,7 @@ def ingest(
     if mapping and source_format not in ("auto", "canonical"):
         raise UsageError(f"--map applies to --format canonical, not {source_format}")
     cfg = load_config(config)
-    with open_db(db) as database:
+    with open_db(db, memory_limit=cfg["engine"]["memory_limit"]) as database:
         results = ingest_files(
             database, paths, fmt=source_format, column_map=mapping, epoch_unit=epoch_unit,  # type: ignore[arg-type]
             future_tolerance_hours=cfg["ingest"]["future_tolerance_hours"], privacy_settings=cfg["privacy"],
@@ -160,7 +160,7 @@ def build(
     if spark_master is not None and engine != "spark":
         raise UsageError("--spark-master needs --engine spark")
     cfg = load_config(config)
-    with open_db(db) as database:
+    with open_db(db, memory_limit=cfg["engine"]["memory_limit"]) as database:
         if engine == "spark":
             from pipeline.engines.spark import DEFAULT_MASTER, build_spark
 
@@ -201,6 +201,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html (and a copy dated by the data).")] = Path(
         "reports"
     ),
+    config: ConfigOption = None,
 ) -> None:
     """Write the self-contained HTML report (works offline; open it in any browser).
 
@@ -209,7 +210,8 @@ def report(
     """
     from pipeline.report import write_report
 
-    with open_db(db, read_only=True) as database:
+    cfg = load_config(config)  # [engine] memory_limit
+    with open_db(db, read_only=True, memory_limit=cfg["engine"]["memory_limit"]) as database:
         if sys.stderr.isatty():
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

@@ -51,8 +51,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "engine": {
         "memory_limit": Key(
-            str, "", doc="DuckDB memory cap for builds, e.g. '8GB' (larger sorts spill to disk); '' = DuckDB's "
-            "default (80% of RAM)", pattern=r"(\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?",
+            str, "", doc="DuckDB memory cap for ingest, build and report, e.g. '8GB' (larger sorts spill to "
+            "disk); '' = DuckDB's default (80% of RAM)", pattern=r"(\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?",
         ),
     },
     "privacy": {

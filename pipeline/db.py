@@ -44,7 +44,10 @@ def load_sql(relpath: str) -> str:
 class Database:
     """A DuckDB connection with the project's conventions (UTC, named parameters, polars results)."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, memory_limit: str = "") -> None:
+        """``memory_limit``: the config's ``[engine] memory_limit`` ('' keeps DuckDB's default, 80% of
+        RAM); every command that reads the config passes it, so the cap holds in ingest, build and
+        report alike."""
         self.path = str(path)
         self.read_only = read_only
         if path != ":memory:":
@@ -80,6 +83,12 @@ class Database:
         if not read_only:
             for layer in LAYERS:
                 self.con.execute(f"create schema if not exists {layer}")
+        if memory_limit:
+            try:
+                self.set_memory_limit(memory_limit)
+            except DatabaseError:
+                self.con.close()
+                raise
 
     # -- queries ---------------------------------------------------------------------------------
     def set_memory_limit(self, limit: str) -> None:

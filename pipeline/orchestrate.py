@@ -109,7 +109,7 @@ def raw_events(context: dg.AssetExecutionContext, journeys: JourneysResource) ->
     """raw.events, raw.quarantine, raw.manifest: the landing folder's files not loaded yet."""
     cfg = journeys.load_config()
     files = landing_files(Path(journeys.landing_dir))
-    with Database(journeys.db_path) as db:
+    with Database(journeys.db_path, memory_limit=cfg["engine"]["memory_limit"]) as db:
         results = ingest_files(db, files, future_tolerance_hours=cfg["ingest"]["future_tolerance_hours"],
                                privacy_settings=cfg["privacy"])
         n_raw = int(db.scalar("select count(*) from raw.events"))
@@ -146,7 +146,7 @@ def raw_events(context: dg.AssetExecutionContext, journeys: JourneysResource) ->
 def staging_and_marts(context: dg.AssetExecutionContext, journeys: JourneysResource) -> dg.MaterializeResult:
     """The staging, paths and marts tables (sql/), built in one transaction; incremental when it can be."""
     cfg = journeys.load_config()
-    with Database(journeys.db_path) as db:
+    with Database(journeys.db_path, memory_limit=cfg["engine"]["memory_limit"]) as db:
         summary = build(db, cfg, mode=journeys.build_mode)  # type: ignore[arg-type] # checked by the resource
     context.log.info(f"build {summary.mode}: {summary.n_events:,} events, {summary.n_users:,} users, "
                      f"{summary.n_sessions:,} sessions")
@@ -170,7 +170,8 @@ def report(journeys: JourneysResource) -> dg.MaterializeResult:
     """The self-contained HTML report: <output_dir>/report.html and a copy named by the data's last day."""
     from pipeline.report import write_report
 
-    with Database(journeys.db_path, read_only=True) as db:
+    cfg = journeys.load_config()
+    with Database(journeys.db_path, read_only=True, memory_limit=cfg["engine"]["memory_limit"]) as db:
         path = write_report(db, Path(journeys.output_dir))
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(path)), "n_bytes": path.stat().st_size}

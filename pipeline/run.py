@@ -110,7 +110,7 @@ def batch_run(
     with run_lock(db_path):
         files = landing_files(landing)
         summary.n_files = len(files)
-        with Database(db_path) as db:
+        with Database(db_path, memory_limit=config["engine"]["memory_limit"]) as db:
             _ensure_runs(db)
             summary.run_id = int(db.scalar("select coalesce(max(run_id), 0) + 1 from raw.runs"))
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import ConfigError, defaults, load
+from pipeline.db import Database, DatabaseError
 
 
 def _load(tmp_path, text):
@@ -48,7 +49,54 @@ def test_engine_memory_limit_is_checked_and_applied_by_build(tmp_path, db):
 
     with pytest.raises(ConfigError, match="engine.memory_limit = '8 gigs'"):
         _load(tmp_path, "[engine]\nmemory_limit = '8 gigs'\n")
+    with pytest.raises(DatabaseError, match="memory limit '8 gigs' must look like 8GB"):
+        Database(tmp_path / "capped.duckdb", memory_limit="8 gigs")  # the API, without the config's check
     cfg = _load(tmp_path, "[engine]\nmemory_limit = '300MB'\n")
     load_events(db, make_journeys({"u1": [("page_view", 0)]}))
     build(db, cfg)
     assert db.scalar("select current_setting('memory_limit')") == "286.1 MiB"  # 300 MB in MiB
+
+
+def test_engine_memory_limit_holds_while_ingest_the_report_and_a_run_work(tmp_path, monkeypatch):
+    """The cap is DuckDB's setting while each command does its work: the real ingest and report
+    functions, wrapped to read the setting first, run under the real CLI."""
+    import polars as pl
+    from typer.testing import CliRunner
+
+    import pipeline.ingest
+    import pipeline.report
+    import pipeline.run
+    from pipeline.cli import app
+    from tests.conftest import make_journeys
+
+    seen: list[tuple[str, str]] = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def wrapper(db, *args, **kwargs):
+            seen.append((name, db.scalar("select current_setting('memory_limit')")))
+            return real(db, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module, name in ((pipeline.ingest, "ingest_files"), (pipeline.run, "ingest_files"),
+                         (pipeline.report, "write_report")):
+        spy(module, name)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    events = make_journeys({"u1": [("view_item", 0), ("purchase", 1)]}).with_columns(
+        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    events.write_csv(landing / "day1.csv")
+    toml = tmp_path / "journeys.toml"
+    toml.write_text("[engine]\nmemory_limit = '300MB'\n")
+    dbfile, out = str(tmp_path / "j.duckdb"), str(tmp_path / "rep")
+    runner = CliRunner()
+    for args in (["ingest", str(landing / "day1.csv")], ["build"], ["report", "--out", out],
+                 ["run", "--landing", str(landing), "--out", out]):
+        if args[0] == "run":  # a new file, so that the run builds and writes its report
+            events.with_columns(pl.lit("u2").alias("user_id"), pl.format("e2-{}", pl.col("event_id")).alias("event_id")
+                                ).write_csv(landing / "day2.csv")
+        result = runner.invoke(app, [*args, "--db", dbfile, "--config", str(toml)])
+        assert result.exit_code == 0, (args, result.output)
+    assert seen == [("ingest_files", "286.1 MiB"), ("write_report", "286.1 MiB")] * 2  # 300 MB in MiB

@@ -53,11 +53,11 @@ def load_config(path: Path | None) -> dict:
     return config_mod.load(path)
 
 
-def open_db(db: Path, *, read_only: bool = False):
+def open_db(db: Path, *, read_only: bool = False, memory_limit: str = ""):
     from pipeline.db import Database
 
     if not read_only:
         from pipeline.privacy import check_output_path
 
         check_output_path(db)  # never create or write a database in a system folder
-    return Database(db, read_only=read_only)
+    return Database(db, read_only=read_only, memory_limit=memory_limit)

@@ -365,7 +365,9 @@ def test_variant_is_the_first_value_in_each_journey(db, cfg):
     # user journeys: u_two_sessions is A (its first value), u_late_value B; both reach the cart
     assert entered() == {("A", V): 1, ("A", C): 1, ("B", V): 1, ("B", C): 1}
     # session journeys: session 1 of u_two_sessions is A (view, cart), its session 2 B (view only),
-    # u_late_value's session B (view, cart); a shifted event position would give other values
+    # u_late_value's session B (view, cart). A step joined to the event after its own (index + 2)
+    # misses each session's first event and gives other values; joined to the event before it
+    # (index + 0), the channel step stands for the first event and the values are the same.
     assert entered(scope="session") == {("A", V): 1, ("A", C): 1, ("B", V): 2, ("B", C): 1}
 
 

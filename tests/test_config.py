@@ -67,7 +67,7 @@ def test_engine_memory_limit_holds_while_ingest_the_report_and_a_run_work(tmp_pa
     import pipeline.report
     import pipeline.run
     from pipeline.cli import app
-    from tests.conftest import make_journeys
+    from tests.conftest import make_journeys, write_csv
 
     seen: list[tuple[str, str]] = []
 
@@ -85,9 +85,8 @@ def test_engine_memory_limit_holds_while_ingest_the_report_and_a_run_work(tmp_pa
         spy(module, name)
     landing = tmp_path / "landing"
     landing.mkdir()
-    events = make_journeys({"u1": [("view_item", 0), ("purchase", 1)]}).with_columns(
-        pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    events.write_csv(landing / "day1.csv")
+    events = make_journeys({"u1": [("view_item", 0), ("purchase", 1)]})
+    write_csv(landing / "day1.csv", events)
     toml = tmp_path / "journeys.toml"
     toml.write_text("[engine]\nmemory_limit = '300MB'\n")
     dbfile, out = str(tmp_path / "j.duckdb"), str(tmp_path / "rep")
@@ -95,8 +94,8 @@ def test_engine_memory_limit_holds_while_ingest_the_report_and_a_run_work(tmp_pa
     for args in (["ingest", str(landing / "day1.csv")], ["build"], ["report", "--out", out],
                  ["run", "--landing", str(landing), "--out", out]):
         if args[0] == "run":  # a new file, so that the run builds and writes its report
-            events.with_columns(pl.lit("u2").alias("user_id"), pl.format("e2-{}", pl.col("event_id")).alias("event_id")
-                                ).write_csv(landing / "day2.csv")
+            write_csv(landing / "day2.csv", events.with_columns(
+                pl.lit("u2").alias("user_id"), pl.format("e2-{}", pl.col("event_id")).alias("event_id")))
         result = runner.invoke(app, [*args, "--db", dbfile, "--config", str(toml)])
         assert result.exit_code == 0, (args, result.output)
     assert seen == [("ingest_files", "286.1 MiB"), ("write_report", "286.1 MiB")] * 2  # 300 MB in MiB

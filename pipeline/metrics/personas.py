@@ -1,8 +1,9 @@
 """Behavioural personas: users clustered by what their journeys look like (k-means, seeded).
 
 Reads ``staging.stg_touchpoints``, ``staging.stg_sessions`` and ``staging.stg_users`` through
-``sql/analysis/persona_features.sql`` (features per user, computed in SQL); clusters in numpy with
-``scipy.cluster.vq.kmeans2``; writes nothing.
+``sql/analysis/persona_users.sql`` (the matrix's rows), ``persona_feature_names.sql`` (its columns)
+and ``persona_features.sql`` (its non-zero cells as integer positions, computed in SQL); clusters in
+numpy with ``scipy.cluster.vq.kmeans2``; writes nothing.
 
 Features per user: the share of their steps at each touchpoint and at each stage, n_sessions,
 n_channels, converted (0/1) and revenue; each column is standardised (z-score; a constant column
@@ -34,6 +35,7 @@ from pipeline.metrics.conversion import MetricError, add_rate
 
 TOUCHPOINT_PREFIX = "touchpoint:"
 FIT_SAMPLE = 50_000  # users the restarts run on (see the module docstring)
+RAW_FEATURES = ("converted", "revenue", "n_sessions", "n_channels")  # summarised unstandardised
 
 
 @dataclass(frozen=True)
@@ -43,26 +45,31 @@ class Personas:
     centroids: pl.DataFrame  # persona, feature, standardised_mean
 
 
-def features(db: Database) -> tuple[list[str], list[str], np.ndarray]:
+def features(db: Database) -> tuple[pl.Series, list[str], np.ndarray]:
     """(user_keys, feature names, matrix users x features), both sorted; a missing feature is 0."""
-    # Gigabytes at 100M events on both sides: the query's result is copied into Python, then pivoted
-    # and clustered there. DuckDB gives back what earlier requests left it holding first, and what
-    # the query used after.
+    # Gigabytes at 100M events (6.2M users x 30 features): DuckDB gives back what earlier requests
+    # left it holding first, and what the cells' query used after, before the matrix is clustered.
     db.release_memory()
-    long = db.query(load_sql("analysis/persona_features.sql"))
+    users = db.query(load_sql("analysis/persona_users.sql"))["user_key"]
+    names = db.query(load_sql("analysis/persona_feature_names.sql"))["feature"].to_list()
+    cells = db.query(load_sql("analysis/persona_features.sql"), {"features": names})
     db.release_memory()
-    if long.height == 0:
-        return [], [], np.zeros((0, 0))
-    wide = long.pivot(on="feature", index="user_key", values="value", aggregate_function="first").sort("user_key")
-    names = sorted(c for c in wide.columns if c != "user_key")
-    matrix = wide.select(names).fill_null(0.0).to_numpy().astype(float)
-    return wide["user_key"].to_list(), names, matrix
+    if cells["feature_index"].null_count():  # the steps changed between the two queries
+        raise MetricError("the persona features changed while they were read; run it again")
+    matrix = np.zeros((len(users), len(names)))
+    matrix[cells["user_index"].to_numpy(), cells["feature_index"].to_numpy()] = cells["value"].to_numpy()
+    return users, names, matrix
 
 
 def standardise(matrix: np.ndarray) -> np.ndarray:
+    """Each column as a z-score (a constant column becomes 0), in a new array. At 100M events the
+    matrix is 1.5 GB, so the result is made once and divided in place rather than through temporaries."""
     mean = matrix.mean(axis=0)
     sd = matrix.std(axis=0)
-    return np.where(sd > 0, (matrix - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+    out = matrix - mean
+    out /= np.where(sd > 0, sd, 1.0)
+    out[:, sd == 0] = 0.0
+    return out
 
 
 def cluster(data: np.ndarray, k: int, seed: int = 0, n_init: int = 10, fit_sample: int = FIT_SAMPLE) -> np.ndarray:
@@ -130,14 +137,16 @@ def personas(db: Database, *, k: int = 4, seed: int = 0, top_n: int = 3, n_init:
     users, names, matrix = features(db)
     if len(users) < k:
         raise MetricError(f"cannot form {k} personas from {len(users)} users")
+    # the summary's raw columns are kept; the raw matrix is not, once standardised
+    raw = {name: matrix[:, i].copy() for i, name in enumerate(names) if name in RAW_FEATURES}
     data = standardise(matrix)
+    del matrix
     labels = cluster(data, k, seed, n_init) + 1
-    column = {name: i for i, name in enumerate(names)}
     persona_ids = np.arange(1, k + 1)
     sizes = np.array([(labels == p).sum() for p in persona_ids])
 
     def raw_sum(feature: str) -> np.ndarray:
-        values = matrix[:, column[feature]] if feature in column else np.zeros(len(users))
+        values = raw.get(feature, np.zeros(len(users)))
         return np.bincount(labels, weights=values, minlength=k + 1)[1:]
 
     def raw_mean(feature: str) -> np.ndarray:

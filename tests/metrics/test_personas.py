@@ -45,8 +45,9 @@ def planted(db, cfg):
 
 
 def test_features_by_hand(planted):
-    users, names, matrix = features(planted)
-    assert len(users) == 20 and users == sorted(users)
+    keys, names, matrix = features(planted)
+    users = keys.to_list()
+    assert len(users) == 20 and users == sorted(users) and names == sorted(names)
     row = dict(zip(names, matrix[users.index("search_buyer_03")], strict=True))
     # steps: paid_search (channel step), product_page, cart, checkout, purchase -> 1/5 each;
     # stages Awareness, Interest, Consideration 1/5 each, Purchase 2/5
@@ -60,6 +61,23 @@ def test_features_by_hand(planted):
     assert reader["converted"] == 0.0
     z = standardise(matrix)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-12)
+
+
+def test_a_feature_missing_from_the_names_is_an_error(planted, monkeypatch):
+    # the cells are placed by feature position; a cell whose feature has no column must not vanish
+    import pipeline.metrics.personas as module
+
+    real = module.load_sql
+
+    def names_without_revenue(name: str) -> str:
+        sql = real(name)
+        if name == "analysis/persona_feature_names.sql":
+            return f"select * from ({sql}) where feature <> 'revenue' order by feature"
+        return sql
+
+    monkeypatch.setattr(module, "load_sql", names_without_revenue)
+    with pytest.raises(MetricError, match="persona features changed"):
+        features(planted)
 
 
 def test_two_planted_groups_are_recovered(planted):

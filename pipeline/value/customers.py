@@ -409,6 +409,9 @@ def attribute_db(
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise CustomerValueError(f"unknown attribution model {model!r}{hint}")
     inputs = attribution_inputs(db, level=level, lookback_days=lookback_days, goal=goal)
+    # the models run in polars and numpy: at 100M events (16.7M touches) DuckDB otherwise keeps the
+    # 4 GB its queries used beside them (the attribution alone peaked at 7.5 GB under a 7 GB cap)
+    db.release_memory()
     touches = inputs.touches.select("journey_id", "ts", "channel")
     if touches.height == 0:
         raise CustomerValueError("no touches to attribute (no channel steps in the data)")

@@ -354,15 +354,17 @@ class ReportData:
         last: effort reads exactly those journeys, so it is computed here rather than preparing them
         again later (3 s at 10M events). Its own errors are left for its section to report."""
         from pipeline.value import risk
+        from pipeline.value.customers import CustomerValueError
 
         levels = ("stage", "touchpoint")
-        try:
-            frame = risk.revenue_at_risk(self.db, levels=levels, goal=GOAL)
-        except risk.RiskError as exc:
-            if "CLV" not in str(exc):
+        try:  # the value section's CLV fit, made once for both (2 s at 10M events)
+            value = risk.conversion_value(self.db, "clv", fitted=self.clv_result)
+        except (CustomerValueError, risk.RiskError) as exc:  # the fit, or the prediction from it
+            if isinstance(exc, risk.RiskError) and "CLV" not in str(exc):
                 raise
             # no repeat buyers yet: a conversion is worth its order (the section says which basis)
-            frame = risk.revenue_at_risk(self.db, levels=levels, goal=GOAL, value_basis="aov")
+            value = risk.conversion_value(self.db, "aov")
+        frame = risk.revenue_at_risk(self.db, levels=levels, goal=GOAL, value_per_conversion=value)
         with contextlib.suppress(Exception):
             self.effort  # noqa: B018 - computed for its cache (see the docstring)
         return pl.concat([frame.filter(pl.col("level") == level) for level in ("touchpoint", "stage")])

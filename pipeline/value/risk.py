@@ -48,7 +48,7 @@ from pipeline import paths
 from pipeline.db import Database, load_sql
 from pipeline.metrics import funnel as fn
 from pipeline.value import markov
-from pipeline.value.customers import ClvOptions, CustomerValueError, average_order_value, fit_clv
+from pipeline.value.customers import ClvOptions, ClvResult, CustomerValueError, average_order_value, fit_clv
 
 ChainLevel = Literal["touchpoint", "stage"]
 CHAIN_LEVELS: tuple[str, ...] = get_args(ChainLevel)
@@ -142,9 +142,11 @@ class ConversionValue:
 
 
 def conversion_value(
-    db: Database, basis: ValueBasis = "clv", clv_options: ClvOptions | None = None
+    db: Database, basis: ValueBasis = "clv", clv_options: ClvOptions | None = None, *, fitted: ClvResult | None = None
 ) -> ConversionValue:
-    """``aov``: net revenue per order; ``clv``: that plus a new customer's predicted CLV."""
+    """``aov``: net revenue per order; ``clv``: that plus a new customer's predicted CLV, from
+    ``fitted`` when the caller has already fitted the CLV models (the report does, for its value
+    section), else from a fit with ``clv_options``."""
     if basis not in VALUE_BASES:
         raise RiskError(f"value basis must be one of {', '.join(VALUE_BASES)}, not {basis!r}")
     aov = average_order_value(db)
@@ -153,7 +155,7 @@ def conversion_value(
     if basis == "aov":
         return ConversionValue(aov, "aov", aov)
     try:
-        future = fit_clv(db, clv_options or ClvOptions()).new_customer_clv()
+        future = (fitted or fit_clv(db, clv_options or ClvOptions())).new_customer_clv()
     except CustomerValueError as exc:
         raise RiskError(f"cannot value a conversion by CLV ({exc}); use the value basis 'aov'") from None
     return ConversionValue(aov + future, "clv", aov, future)

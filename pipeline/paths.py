@@ -111,7 +111,7 @@ def _run(db: Database, options: PathOptions, query: str, params: dict[str, objec
 
 # -- transition graph ---------------------------------------------------------------------------
 # sql/analysis/transitions.sql on the journeys as prepared (pipeline/value/risk.py renames the goal)
-AS_PREPARED: dict[str, object] = {"goal_node": None, "collapse_renamed": False}
+AS_PREPARED: dict[str, object] = {"goal_node": None, "collapse_renamed": False, "count_users": True}
 
 
 def transitions(db: Database, options: PathOptions = PathOptions()) -> pl.DataFrame:

@@ -73,10 +73,12 @@ def _options(level: str, scope: str, goal: str, until_goal: bool) -> paths.PathO
         raise RiskArgumentError(str(exc)) from None
 
 
-def _goal_edges(db: Database, goal: str, level: str) -> pl.DataFrame:
-    """The edge table of the ``journey_steps`` already prepared, goal steps named ``goal``."""
+def _goal_edges(db: Database, goal: str, level: str, *, count_users: bool = True) -> pl.DataFrame:
+    """The edge table of the ``journey_steps`` already prepared, goal steps named ``goal``
+    (``n_users`` null unless ``count_users``: the chain itself needs only ``n_transitions``)."""
     return db.query(
-        load_sql("analysis/transitions.sql"), {"goal_node": goal, "collapse_renamed": level == "stage"}
+        load_sql("analysis/transitions.sql"),
+        {"goal_node": goal, "collapse_renamed": level == "stage", "count_users": count_users},
     )
 
 
@@ -195,7 +197,7 @@ def revenue_at_risk(
             exits = paths.dropoffs(db, options)  # also prepares journey_steps for this level
         except paths.PathError as exc:
             raise RiskArgumentError(str(exc)) from None
-        edges = _goal_edges(db, goal, level)
+        edges = _goal_edges(db, goal, level, count_users=False)
         _check_goal_in(edges, goal)
         frames.append(_value_dropoffs(db, level, exits, edges, markov.absorption(edges, goal=goal), value))
     if funnel_steps is not None:

@@ -100,6 +100,17 @@ def test_goal_chain_is_the_transitions_table_at_touchpoint_level(chain):
     assert mine.sort("from_node", "to_node").equals(theirs.sort("from_node", "to_node"))
 
 
+def test_revenue_at_risk_reads_the_chain_without_users_per_edge(chain):
+    # revenue at risk asks for the edges without n_users (the distinct count is most of the query);
+    # every other column must be the chain's
+    for level in ("touchpoint", "stage"):
+        full = risk.chain_edges(chain, level)  # type: ignore[arg-type]
+        bare = risk._goal_edges(chain, "purchase", level, count_users=False)  # the journeys just prepared
+        assert full["n_users"].null_count() == 0 and full["n_users"].sum() > 0
+        assert bare["n_users"].null_count() == bare.height
+        assert bare.drop("n_users").equals(full.drop("n_users"))
+
+
 def test_stage_chain_keeps_the_purchase_after_checkout(chain):
     edges = {(r["from_node"], r["to_node"]): r["n_transitions"] for r in risk.chain_edges(chain, "stage").iter_rows(
         named=True)}

@@ -10,7 +10,7 @@
 --             collapsed journey are exactly its consecutive pairs of different nodes, so one lag
 --             serves both cases: a repeat (node = previous node) is no edge when collapsing;
 --         $count_users (boolean): count n_users (else null). Distinct users per edge are most of
---             this query's time over prepared journeys (10M events: 2.3-2.8 s with them, 1.5 s
+--             this query's time over prepared journeys (10M events: 2.3-3.2 s with them, 1.5 s
 --             without), and the Markov chain of revenue at risk reads only n_transitions.
 -- Meaning: every consecutive pair of steps, plus path_start -> first step and last step -> path_end,
 --          so that every real node has in-flow = out-flow. probability is the edge's share of its

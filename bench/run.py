@@ -5,6 +5,9 @@ Reads nothing but what it generates (``bench/data/<size>/``, cached, git-ignored
 Sizes: ``BENCH_SIZE=100k|1m|10m|100m`` (default ``1m``; several separated by commas); 100m is
 generated as ten disjoint 10M chunks. ``BENCH_SKIP=stage,...`` skips stages (``incremental`` skips
 the incremental pair); at 100m the pandas and retentioneering baselines are skipped by default.
+``BENCH_MEMORY_LIMIT=6GB`` runs our stages with that ``[engine] memory_limit`` (DuckDB's cap, as a
+project config sets it) and writes ``bench/results/<size>-memory-<limit>.json`` instead, so that a
+run proving the memory target does not replace the uncapped figures.
 
 The retentioneering stages run ``baseline_retentioneering.py`` with the python of their own venv
 (``make bench`` builds them); a venv that is missing or a run that fails is reported as
@@ -18,6 +21,7 @@ import glob as globbing
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -58,19 +62,22 @@ STAGE_CODE = {
     ),
     "ingest": (
         "import glob; from pipeline.db import Database; from pipeline.ingest import ingest_files; "
-        "db = Database({db!r}); ingest_files(db, sorted(glob.glob({glob!r}))); db.close()"
+        "db = Database({db!r}, memory_limit={memory_limit!r}); ingest_files(db, sorted(glob.glob({glob!r}))); "
+        "db.close()"
     ),
     "build": (
         "from pipeline import config; from pipeline.build import build; from pipeline.db import Database; "
-        "db = Database({db!r}); build(db, config.defaults()); db.close()"
+        "db = Database({db!r}, memory_limit={memory_limit!r}); build(db, config.defaults()); db.close()"
     ),
     "report": (
         "from pathlib import Path; from pipeline.db import Database; from pipeline.report import write_report; "
-        "db = Database({db!r}, read_only=True); write_report(db, Path({db!r}).parent / 'report')"
+        "db = Database({db!r}, read_only=True, memory_limit={memory_limit!r}); "
+        "write_report(db, Path({db!r}).parent / 'report')"
     ),
     "transitions": (
         "from pipeline.db import Database; from pipeline.paths import PathOptions, transitions; "
-        "db = Database({db!r}, read_only=True); transitions(db, PathOptions(scope='user', level='touchpoint'))"
+        "db = Database({db!r}, read_only=True, memory_limit={memory_limit!r}); "
+        "transitions(db, PathOptions(scope='user', level='touchpoint'))"
     ),
     # The incremental build: the data but its last day loaded and fully built (setup, not timed
     # in the table), then the last day (about 1% of the events) loaded and built incrementally.
@@ -85,15 +92,16 @@ STAGE_CODE = {
         "parts = [str(base / f'part-{{i:03d}}.parquet') for i in range(len(files))]; "
         "[pl.scan_parquet(f).filter(pl.col('ts') < cutoff).sink_parquet(p) for f, p in zip(files, parts)]; "
         "events.filter(pl.col('ts') >= cutoff).sink_parquet({day!r}); "
-        "db = Database({db!r}); ingest_files(db, parts); build(db, config.defaults(), mode='full'); db.close()"
+        "db = Database({db!r}, memory_limit={memory_limit!r}); ingest_files(db, parts); "
+        "build(db, config.defaults(), mode='full'); db.close()"
     ),
     "incremental_ingest": (
         "from pipeline.db import Database; from pipeline.ingest import ingest_files; "
-        "db = Database({db!r}); ingest_files(db, [{day!r}]); db.close()"
+        "db = Database({db!r}, memory_limit={memory_limit!r}); ingest_files(db, [{day!r}]); db.close()"
     ),
     "incremental_build": (
         "from pipeline import config; from pipeline.build import build; from pipeline.db import Database; "
-        "db = Database({db!r}); s = build(db, config.defaults()); db.close(); "
+        "db = Database({db!r}, memory_limit={memory_limit!r}); s = build(db, config.defaults()); db.close(); "
         "print(f'incremental build: mode={{s.mode}}, {{s.n_affected_users}} users touched')"
     ),
     # load + Eventstream + transition graph edge weights + funnel; counts written to {out}
@@ -205,7 +213,7 @@ def generate(size: str, data: Path) -> dict[str, object]:
     return {"seconds": sum(p["seconds"] for p in parts), "peak_rss_mb": max(p["peak_rss_mb"] for p in parts)}
 
 
-def bench(size: str) -> dict[str, object]:
+def bench(size: str, memory_limit: str = "") -> dict[str, object]:
     data = HERE / "data" / size
     db = data / "bench.duckdb"
     glob = str(data / ("*.parquet" if SIZES[size] <= CHUNK else "c*/*.parquet"))
@@ -236,12 +244,12 @@ def bench(size: str) -> dict[str, object]:
             results[stage] = run_retentioneering(stage, glob, data / f"{stage}.json")
     for stage in ("ingest", "build", "transitions", "report"):
         if not skipped(stage):
-            results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE))
+            results[stage] = run_stage(stage, db=str(db), glob=glob, bench=str(HERE), memory_limit=memory_limit)
     if not skipped("incremental"):
         incremental = data / "incremental"
         incremental.mkdir(exist_ok=True)
         values = {"glob": glob, "db": str(incremental / "bench.duckdb"), "base": str(incremental / "base"),
-                  "day": str(incremental / "day.parquet")}
+                  "day": str(incremental / "day.parquet"), "memory_limit": memory_limit}
         for path in (Path(values["db"]), Path(values["db"] + ".wal"), incremental / "base.parquet"):
             path.unlink(missing_ok=True)
         setup = run_stage("incremental_setup", optional=True, **values)
@@ -266,7 +274,8 @@ def bench(size: str) -> dict[str, object]:
         "seconds": sum(results[s]["seconds"] for s in pipeline),
         "peak_rss_mb": max((results[s]["peak_rss_mb"] for s in pipeline), default=0),
     }
-    return {"size": size, "n_events": n_events, "stages": results, "retentioneering_check": checks}
+    return {"size": size, "n_events": n_events, "memory_limit": memory_limit or None, "stages": results,
+            "retentioneering_check": checks}
 
 
 def main() -> None:
@@ -274,11 +283,16 @@ def main() -> None:
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         raise SystemExit(f"BENCH_SIZE: unknown size {unknown[0]!r}; valid: {', '.join(SIZES)}")
+    memory_limit = os.environ.get("BENCH_MEMORY_LIMIT", "").strip()
+    if memory_limit and not re.fullmatch(r"\d+(\.\d+)?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit):
+        raise SystemExit(f"BENCH_MEMORY_LIMIT: {memory_limit!r} must look like 6GB or 6144MiB")
     (HERE / "results").mkdir(exist_ok=True)
+    if memory_limit:
+        print(f"our stages run with [engine] memory_limit = {memory_limit!r} (DuckDB's cap)")
     print(f"{'size':>5} {'stage':<17} {'seconds':>8} {'events/s':>12} {'peak RSS MB':>12}")
     for size in sizes:
         started = time.time()
-        report = bench(size)
+        report = bench(size, memory_limit)
         report.update(machine=platform.machine(), cpus=os.cpu_count(), python=platform.python_version(),
                       run_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)))
         for stage, r in report["stages"].items():  # type: ignore[union-attr]
@@ -288,7 +302,8 @@ def main() -> None:
             rate = r.get("n_events_added", report["n_events"]) / r["seconds"] if stage != "generate" else float("nan")
             version = f"  ({r['version']})" if "version" in r else ""
             print(f"{size:>5} {stage:<17} {r['seconds']:>8.2f} {rate:>12,.0f} {r['peak_rss_mb']:>12,.0f}{version}")
-        (HERE / "results" / f"{size}.json").write_text(json.dumps(report, indent=1) + "\n")
+        name = f"{size}-memory-{memory_limit}" if memory_limit else size
+        (HERE / "results" / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
         print_ratios(size, report)
 
 

@@ -309,10 +309,6 @@ class ReportData:
         return paths.transitions(self.db, self.SESSION_TOUCHPOINTS)
 
     @functools.cached_property
-    def session_dropoffs(self) -> pl.DataFrame:
-        return self._analysis(self.SESSION_TOUCHPOINTS, "dropoffs")
-
-    @functools.cached_property
     def loops_by_device(self) -> pl.DataFrame:
         """Per loop A > B > A (the 8 in the most session journeys) and device: sessions that visit A,
         that loop, share."""

@@ -21,12 +21,13 @@ import glob as globbing
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from pipeline import config
 
 HERE = Path(__file__).resolve().parent
 SIZES = {"100k": 100_000, "1m": 1_000_000, "10m": 10_000_000, "100m": 100_000_000}
@@ -284,8 +285,10 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"BENCH_SIZE: unknown size {unknown[0]!r}; valid: {', '.join(SIZES)}")
     memory_limit = os.environ.get("BENCH_MEMORY_LIMIT", "").strip()
-    if memory_limit and not re.fullmatch(r"\d+(\.\d+)?(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", memory_limit):
-        raise SystemExit(f"BENCH_MEMORY_LIMIT: {memory_limit!r} must look like 6GB or 6144MiB")
+    try:  # the config's own check of [engine] memory_limit
+        config.validate({"engine": {"memory_limit": memory_limit}}, origin="BENCH_MEMORY_LIMIT")
+    except config.ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     (HERE / "results").mkdir(exist_ok=True)
     if memory_limit:
         print(f"our stages run with [engine] memory_limit = {memory_limit!r} (DuckDB's cap)")

@@ -28,6 +28,7 @@ class Key:
     maximum: float | None = None
     doc: str = ""
     pattern: str | None = None  # a full-match regex for string values
+    form: str = ""  # what the pattern accepts, in words, for its error message
 
 
 SCHEMA: dict[str, dict[str, Key]] = {
@@ -53,6 +54,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "memory_limit": Key(
             str, "", doc="DuckDB memory cap for ingest, build and report, e.g. '8GB' (larger sorts spill to "
             "disk); '' = DuckDB's default (80% of RAM)", pattern=r"(\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?",
+            form="a size such as '8GB' or '512MiB' (KB, MB, GB, TB, KiB, MiB, GiB, TiB), or ''",
         ),
     },
     "privacy": {
@@ -242,7 +244,7 @@ def _check(origin: str, dotted: str, key: Key, value: Any) -> Any:
         options = [str(c) for c in key.choices]
         raise ConfigError(f"{origin}: {dotted} = {value!r} is not allowed{_suggest(str(value), options)}")
     if key.pattern is not None and not re.fullmatch(key.pattern, value):
-        raise ConfigError(f"{origin}: {dotted} = {value!r} does not look like {key.doc.split(',')[0]}")
+        raise ConfigError(f"{origin}: {dotted} = {value!r} must be {key.form}")
     if key.minimum is not None and value < key.minimum:
         raise ConfigError(f"{origin}: {dotted} must be >= {key.minimum}, got {value!r}")
     if key.maximum is not None and value > key.maximum:

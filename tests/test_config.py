@@ -47,7 +47,7 @@ def test_engine_memory_limit_is_checked_and_applied_by_build(tmp_path, db):
     from pipeline.build import build
     from tests.conftest import load_events, make_journeys
 
-    with pytest.raises(ConfigError, match="engine.memory_limit = '8 gigs'"):
+    with pytest.raises(ConfigError, match="engine.memory_limit = '8 gigs' must be a size such as '8GB'"):
         _load(tmp_path, "[engine]\nmemory_limit = '8 gigs'\n")
     with pytest.raises(DatabaseError, match="memory limit '8 gigs' must look like 8GB"):
         Database(tmp_path / "capped.duckdb", memory_limit="8 gigs")  # the API, without the config's check

@@ -23,8 +23,8 @@
 --          Columns: those the sql/analysis files on journey_steps read. The node holds the event name,
 --          touchpoint or stage of the level; event_name, touchpoint and revenue stay in
 --          stg_touchpoints, since every column here is copied for every step of every request
---          (10M events, the report's preparations without them: 2.3-2.8 -> 1.8 s, 2.0-2.2 -> 1.7 s,
---          2.9 -> 2.3 s; the one with repeats collapsed, 6.4-7.5 s, is bound by its windows).
+--          (10M events, the report's preparations without them: 2.3-2.8 -> 1.8-1.9 s, 2.0-2.2 -> 1.7 s,
+--          2.9 -> 2.3 s; the one with repeats collapsed, 6.4-7.6 s, is bound by its windows).
 with touchpoints as not materialized (
     select * from staging.stg_touchpoints
     where $level <> 'event' or not is_channel_step

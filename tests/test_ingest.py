@@ -12,7 +12,7 @@ import pytest
 
 import pipeline.ingest as ingest_mod
 from pipeline.build import build
-from pipeline.db import Database
+from pipeline.db import Database, load_sql
 from pipeline.ingest import ingest_files
 from tests.conftest import REPO, make_journeys
 
@@ -201,6 +201,43 @@ def test_events_without_id_get_a_deterministic_hash(db, tmp_path):
     ids = db.query("select event_id from raw.events")["event_id"].to_list()
     assert all(len(i) == 32 for i in ids)
 
+
+
+def test_text_fields_are_trimmed_of_unicode_spaces_at_both_ends(db, tmp_path):
+    nbsp, ideographic, thin = "\u00a0", "\u3000", "\u2009"
+    frame = make_journeys({"u1": [("page_view", 0), ("view_item", 1), ("add_to_cart", 2)]}).with_columns(
+        pl.Series("user_id", [f"  u1{nbsp}", f"{ideographic}u1", "u1 "]),
+        pl.Series("event_name", [f" page_view{thin}", "view_item\t", f"{nbsp} "]),
+        pl.Series("page_url", [f" https://shop.example.com/é{nbsp}", "https://shop.example.com/ ", "\tx"]),
+        pl.lit(None, pl.Utf8).alias("raw_event_name"),  # read from event_name, as the source gave it
+    )
+    path = tmp_path / "padded.parquet"
+    frame.write_parquet(path)
+    [r] = ingest_files(db, [path])
+    assert (r.n_loaded, r.n_quarantined) == (2, 1)  # an event name of spaces only is missing
+    assert db.query("select user_id, raw_event_name, page_url from raw.events order by event_id").rows() == [
+        ("u1", "page_view", "https://shop.example.com/é"),
+        ("u1", "view_item\t", "https://shop.example.com/"),  # a tab is not a space separator
+    ]
+    [(row, field, reason, text)] = db.query("select row_number, field, reason, original_text from raw.quarantine").rows()
+    assert (row, field, reason) == (3, "event_name", "missing_value")
+    # the Parquet file is read in place; the quarantined row's text is copied from it by row number
+    assert json.loads(text)["event_id"] == "u1-2" and json.loads(text)["page_url"] == "\tx"
+
+
+def test_the_trimmed_macro_is_trim_for_every_character_at_either_end(db):
+    # trimmed (sql/ingest/macros.sql) passes values through without trim's copy when it can; every
+    # code point, alone, before and after a letter, next to a non-ASCII letter and inside spaces.
+    db.execute(load_sql("ingest/macros.sql"))
+    differ = db.scalar(
+        "with points as (select chr(cast(i as integer)) as c from range(1, 1114112) as t(i) "
+        "where i < 55296 or i > 57343), "
+        "vals as (select c as v from points union all select c || 'a' from points "
+        "union all select 'a' || c from points union all select 'é' || c from points "
+        "union all select ' ' || c || ' ' from points union all select '' union all select null) "
+        "select count(*) filter (where trimmed(v) is distinct from trim(v)) from vals"
+    )
+    assert differ == 0
 
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,

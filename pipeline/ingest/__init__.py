@@ -335,9 +335,11 @@ def _ingest_one(
     return result
 
 
-def _source_names(db: Database, kind: Kind) -> set[str]:
+def _source_names(db: Database, kind: Kind, path: Path) -> set[str]:
     if kind == "ndjson":
         return set()
+    if kind == "parquet":  # read in place (_canonical_fields): no _ingest_src yet
+        return set(db.query(f"describe {readers.READ_SQL[kind]}", {"path": str(path)})["column_name"].to_list())
     return set(db.query("describe _ingest_src")["column_name"].to_list())
 
 
@@ -350,14 +352,23 @@ def _json_path(name: str) -> str:
 def _canonical_fields(
     db: Database, path: Path, kind: Kind, column_map: dict[str, str]
 ) -> tuple[str, dict[str, object], str]:
-    """Read a canonical file into _ingest_src; return the src_fields select, its params, its style."""
-    _scratch(db, "_ingest_src", readers.READ_SQL[kind], {"path": str(path)})
+    """Read a canonical file into _ingest_src; return the src_fields select, its params, its style.
+
+    A Parquet file is not copied into _ingest_src: the select reads it in place (a typed, columnar
+    file is cheap to read again), and _load copies only the rows it quarantines. The copy of every
+    row took about a quarter of the typed-events query's time (10M events: 3.7 s of ingest's 41 s).
+    """
+    source = "_ingest_src"
+    if kind == "parquet":
+        source = f"({readers.READ_SQL[kind]})"
+    else:
+        _scratch(db, "_ingest_src", readers.READ_SQL[kind], {"path": str(path)})
     style = "json" if kind == "ndjson" else "struct"
     sources = {name: column_map.get(name, name) for name in CANONICAL_COLUMNS if name != "properties"}
-    params: dict[str, object] = {}
+    params: dict[str, object] = {"path": str(path)} if kind == "parquet" else {}
     present: set[str] = set()
     if style == "struct":
-        present = _source_names(db, kind) - {"_journeys_row"}
+        present = _source_names(db, kind, path) - {"_journeys_row"}
         if not present:
             raise FileRejected(f"{path}: no columns found")
         _check_required(path, present, sources)
@@ -401,7 +412,7 @@ def _canonical_fields(
     fields_sql = (
         "select s._journeys_row as row_number, "  # noqa: S608
         + ", ".join(selects)
-        + f", {properties_sql} as properties{_EXTRA_FIELDS} from _ingest_src s {where}"
+        + f", {properties_sql} as properties{_EXTRA_FIELDS} from {source} s {where}"
     )
     return fields_sql, params, style
 
@@ -475,7 +486,7 @@ def _load(
     missing = sorted(sql_params(typed_sql) - params.keys())
     if missing:  # pragma: no cover - guards an edit of an adapter SQL file
         raise RuntimeError(f"{adapter.sql}: no value for parameter(s) {', '.join(missing)}")
-    db.execute(load_sql("ingest/redaction_macros.sql"))  # the redact_* macros typed_events.sql calls
+    db.execute(load_sql("ingest/macros.sql"))  # the trimmed and redact_* macros typed_events.sql calls
     _scratch(db, "_ingest_typed", typed_sql, params)
     _scratch(db, "_ingest_forgotten", _FORGOTTEN_SQL if rules.has_forgotten else _NO_ROWS_SQL)
 
@@ -498,26 +509,9 @@ def _load(
 
     file_id = int(db.scalar("select coalesce(max(file_id), 0) + 1 from raw.manifest"))
     ids = {"file_id": file_id, "path": str(path)}
-    pii = rules.sql_params()
-    # The original text, with the row's raw user id replaced by its pseudonym (when pseudonymising;
-    # also in its JSON-escaped form) and PII redacted like the stored columns.
-    original = _ORIGINAL_SQL[style]
-    if rules.pseudonymise:
-        for name in ("user_id", "event_id", "session_id"):
-            raw = f"t.{name}_source"
-            as_json = f"to_json({raw})::varchar"
-            escaped = f"substr({as_json}, 2, length({as_json}) - 2)"  # the id as it appears inside JSON text
-            original = (
-                f"case when {raw} is null then {original} else "
-                f"replace(replace({original}, {raw}, t.{name}), {escaped}, t.{name}) end"
-            )
-    db.execute(
-        "insert into raw.quarantine select $file_id, $path, b.row_number, null, b.field, b.reason, "  # noqa: S608
-        + privacy.redact_sql(original)
-        + " from _ingest_bad b join _ingest_src s on s._journeys_row = b.row_number "
-        "join _ingest_typed t on t.row_number = b.row_number",
-        {**ids, **pii},
-    )
+    n_bad = int(db.scalar("select count(*) from _ingest_bad"))
+    if n_bad:
+        _quarantine_bad(db, path, kind, style, rules, ids)
     n_malformed = n_malformed_forgotten = 0
     if style == "json":
         counted = _quarantine_invalid_json(db, ids, rules)
@@ -528,7 +522,7 @@ def _load(
 
     n_parsed = int(db.scalar("select count(*) from _ingest_typed"))
     n_forgotten_rows = int(db.scalar("select count(*) from _ingest_forgotten"))
-    n_good_rows = n_parsed - int(db.scalar("select count(*) from _ingest_bad")) - n_forgotten_rows
+    n_good_rows = n_parsed - n_bad - n_forgotten_rows
     n_replaced, days = _replace_days(db, adapter) if adapter.replaces_days else (0, [])
     columns = ", ".join(CANONICAL_COLUMNS)
     # The good rows go straight from _ingest_typed into raw.events (no copy between: each copy of a
@@ -588,6 +582,34 @@ def _load(
     if n_read != n_loaded + result.n_duplicate + n_quarantined + n_forgotten:  # pragma: no cover - invariant guard
         raise RuntimeError(f"{path}: row accounting broken ({result})")
     return result
+
+
+def _quarantine_bad(
+    db: Database, path: Path, kind: Kind, style: str, rules: privacy.IngestPrivacy, ids: Mapping[str, object]
+) -> None:
+    """Quarantine the rows of _ingest_bad with their original text (raw ids replaced by their
+    pseudonyms when pseudonymising, also in JSON-escaped form; PII redacted like stored columns)."""
+    if not _temp_exists(db, "_ingest_src"):
+        # Read in place (a Parquet file, _canonical_fields): copy the rows the quarantine quotes.
+        _scratch(db, "_ingest_src", f"select * from ({readers.READ_SQL[kind]}) "  # noqa: S608
+                 "where _journeys_row in (select row_number from _ingest_bad)", {"path": str(path)})
+    original = _ORIGINAL_SQL[style]
+    if rules.pseudonymise:
+        for name in ("user_id", "event_id", "session_id"):
+            raw = f"t.{name}_source"
+            as_json = f"to_json({raw})::varchar"
+            escaped = f"substr({as_json}, 2, length({as_json}) - 2)"  # the id as it appears inside JSON text
+            original = (
+                f"case when {raw} is null then {original} else "
+                f"replace(replace({original}, {raw}, t.{name}), {escaped}, t.{name}) end"
+            )
+    db.execute(
+        "insert into raw.quarantine select $file_id, $path, b.row_number, null, b.field, b.reason, "  # noqa: S608
+        + privacy.redact_sql(original)
+        + " from _ingest_bad b join _ingest_src s on s._journeys_row = b.row_number "
+        "join _ingest_typed t on t.row_number = b.row_number",
+        {**ids, **rules.sql_params()},
+    )
 
 
 def _replace_days(db: Database, adapter: Adapter) -> tuple[int, list[str]]:

@@ -22,27 +22,27 @@
 with fields as (
     select
         row_number,
-        nullif(trim(event_id), '') as event_id,
-        nullif(trim(user_id), '') as user_id,
-        nullif(trim(anonymous_id), '') as anonymous_id,
-        nullif(trim(session_id), '') as session_id,
-        nullif(trim(ts), '') as ts_text,
-        nullif(trim(event_name), '') as event_name_text,
-        nullif(trim(raw_event_name), '') as raw_event_name,
-        nullif(trim(source), '') as source,
-        nullif(trim(medium), '') as medium,
-        nullif(trim(campaign), '') as campaign,
-        nullif(trim(channel), '') as channel,
-        nullif(trim(page_url), '') as page_url,
-        nullif(trim(referrer), '') as referrer,
-        nullif(trim(product_id), '') as product_id,
-        nullif(trim(revenue), '') as revenue_text,
-        upper(nullif(trim(currency), '')) as currency,
-        nullif(trim(device), '') as device,
-        upper(nullif(trim(country), '')) as country,
+        nullif(trimmed(event_id), '') as event_id,
+        nullif(trimmed(user_id), '') as user_id,
+        nullif(trimmed(anonymous_id), '') as anonymous_id,
+        nullif(trimmed(session_id), '') as session_id,
+        nullif(trimmed(ts), '') as ts_text,
+        nullif(trimmed(event_name), '') as event_name_text,
+        nullif(trimmed(raw_event_name), '') as raw_event_name,
+        nullif(trimmed(source), '') as source,
+        nullif(trimmed(medium), '') as medium,
+        nullif(trimmed(campaign), '') as campaign,
+        nullif(trimmed(channel), '') as channel,
+        nullif(trimmed(page_url), '') as page_url,
+        nullif(trimmed(referrer), '') as referrer,
+        nullif(trimmed(product_id), '') as product_id,
+        nullif(trimmed(revenue), '') as revenue_text,
+        upper(nullif(trimmed(currency), '')) as currency,
+        nullif(trimmed(device), '') as device,
+        upper(nullif(trimmed(country), '')) as country,
         nullif(cast(properties as varchar), '{}') as properties,
-        nullif(trim(ts_unit), '') as ts_unit_declared,
-        nullif(trim(dedupe_at), '') as dedupe_at_text
+        nullif(trimmed(ts_unit), '') as ts_unit_declared,
+        nullif(trimmed(dedupe_at), '') as dedupe_at_text
     from src_fields
 ),
 
@@ -88,7 +88,7 @@ typed as (
 
 emails as (
     -- e-mail addresses (also %40-encoded) -> [email] (the redact_* macros:
-    -- sql/ingest/redaction_macros.sql, created before this query runs)
+    -- sql/ingest/macros.sql, created before this query runs)
     select
         * replace (
             redact_email(page_url, $pii_email) as page_url,

@@ -219,7 +219,8 @@ def test_text_fields_are_trimmed_of_unicode_spaces_at_both_ends(db, tmp_path):
         ("u1", "page_view", "https://shop.example.com/é"),
         ("u1", "view_item\t", "https://shop.example.com/"),  # a tab is not a space separator
     ]
-    [(row, field, reason, text)] = db.query("select row_number, field, reason, original_text from raw.quarantine").rows()
+    [(row, field, reason, text)] = db.query(
+        "select row_number, field, reason, original_text from raw.quarantine").rows()
     assert (row, field, reason) == (3, "event_name", "missing_value")
     # the Parquet file is read in place; the quarantined row's text is copied from it by row number
     assert json.loads(text)["event_id"] == "u1-2" and json.loads(text)["page_url"] == "\tx"

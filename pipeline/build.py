@@ -244,6 +244,44 @@ def _log_build(
     )
 
 
+def _updated_identity(db: Database, main: str, last_file_id: int) -> None:
+    """The identity links after the new files, as temp table ``_build_identity``.
+
+    An anonymous_id's link is decided by the events that carry it together with a user_id, so only
+    the anonymous_ids of such new events can change: their links are computed again by
+    ``stg_identity.sql``, over their events only (copied into an in-memory database, as the staging
+    rebuild does), and the stored links of all others are kept. Computing every link again sorted
+    every linked event: 14.8-19.2 s at 100M events against about 2 s this way (0.76 s at 10M).
+    """
+    db.materialize(
+        "_build_relinked",
+        "select distinct anonymous_id from raw.events "
+        "where file_id > $last and anonymous_id is not null and user_id is not null",
+        {"last": last_file_id},
+        temp=True,
+    )
+    db.execute("attach ':memory:' as _relink")
+    try:
+        db.execute("create schema _relink.raw")
+        # the columns stg_identity.sql reads (all 22: 4.8-7.2 s at 100M events, these: 1.1-1.2 s)
+        db.execute(
+            "create table _relink.raw.events as select anonymous_id, user_id, ts from raw.events "
+            "where anonymous_id in (select anonymous_id from _build_relinked) and user_id is not null"
+        )
+        db.execute("use _relink")
+        try:
+            db.materialize("_build_identity", load_sql("staging/stg_identity.sql"), temp=True)
+        finally:
+            db.execute(f'use "{main}"')
+        db.execute(
+            "insert into _build_identity select * from staging.stg_identity "
+            "where anonymous_id not in (select anonymous_id from _build_relinked)"
+        )
+    finally:
+        db.execute("detach _relink")
+        db.execute("drop table if exists _build_relinked")
+
+
 def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: int, summary: BuildSummary) -> int:
     """Recompute the staging rows of the users that new events touch, then every later layer.
 
@@ -251,7 +289,7 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
     cookie's events to another user) plus the keys they have now. Their raw events are copied into
     an in-memory database where the same staging SQL runs; the main database then swaps their rows
     in one transaction, replaces stg_identity, and rebuilds paths and marts. The new identity links
-    are computed once (a pass over raw.events) and serve the three steps that need them.
+    are computed once (``_updated_identity``) and serve the three steps that need them.
     """
     started = time.perf_counter()
     main = db.scalar("select current_database()")
@@ -259,7 +297,7 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
         "select user_id as id from raw.events where file_id > $last and user_id is not null union "
         "select anonymous_id from raw.events where file_id > $last and anonymous_id is not null"
     )
-    db.materialize("_build_identity", load_sql("staging/stg_identity.sql"), temp=True)
+    _updated_identity(db, main, last_file_id)
     identity = "select * from _build_identity"
     db.materialize(
         "_build_affected",

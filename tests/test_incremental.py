@@ -3,6 +3,8 @@ duplicate events (real DuckDB files, the simulator's data)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -84,6 +86,54 @@ def test_thirty_incremental_batches_equal_one_full_build(tmp_path):
     assert build(inc, cfg).mode == "up_to_date"
     cfg["sessions"]["timeout_minutes"] = 45
     assert build(inc, cfg).mode == "full"
+
+
+def test_identity_links_that_later_files_make_or_move_equal_a_full_build(tmp_path):
+    # The day build recomputes only the links of anonymous_ids that new events carry with a user_id
+    # (pipeline/build.py _updated_identity); every link here must come out as a full build has it.
+    from tests.conftest import make_journeys
+
+    def batch(name: str, spec: dict, start_minutes: int = 0) -> Path:
+        import datetime as dt
+
+        from tests.conftest import T0
+
+        frame = make_journeys(spec, start=T0 + dt.timedelta(minutes=start_minutes)).with_columns(
+            (pl.lit(name + "-") + pl.col("event_id")).alias("event_id"))
+        path = tmp_path / f"{name}.parquet"
+        frame.write_parquet(path)
+        return path
+
+    anon = {"user_id": None}
+    files = [
+        # a1 browses, then u1 signs in on a1 (a1 -> u1); a3 stays anonymous; u4 has no cookie
+        batch("b1", {"a1": [("page_view", 0, {**anon, "anonymous_id": "a1"})],
+                     "u1": [("login", 30, {"anonymous_id": "a1"}), ("purchase", 40, {"anonymous_id": "a1"})],
+                     "a3": [("page_view", 5, {**anon, "anonymous_id": "a3"})],
+                     "u4": [("page_view", 6)]}),
+        # a late event: u2 used a1 before u1 did, so a1 moves to u2 (first by time), with 2 links
+        batch("b2", {"u2": [("login", 10, {"anonymous_id": "a1"})]}),
+        # a3 signs in as u4 (a new link, a3's earlier events move to u4); a1 browses anonymously
+        batch("b3", {"u4": [("login", 90, {"anonymous_id": "a3"})],
+                     "a1": [("page_view", 95, {**anon, "anonymous_id": "a1"})]}),
+        # u1 signs in on a1 again: one more link, the first stays u2's
+        batch("b4", {"u1": [("login", 120, {"anonymous_id": "a1"})]}),
+    ]
+    cfg = config.defaults()
+    inc = Database(tmp_path / "incremental.duckdb")
+    modes = []
+    for path in files:
+        ingest_files(inc, [path])
+        modes.append(build(inc, cfg).mode)
+    assert modes == ["full", "incremental", "incremental", "incremental"]
+    assert inc.query("select anonymous_id, user_id, n_links from staging.stg_identity order by 1").rows() == [
+        ("a1", "u2", 4), ("a3", "u4", 1)]
+    full = Database(tmp_path / "full.duckdb")
+    ingest_files(full, files)
+    build(full, cfg, "full")
+    got, expected = _tables(inc), _tables(full)
+    for name in expected:
+        assert got[name].equals(expected[name]), name
 
 
 def test_incremental_touches_only_affected_users(tmp_path):

@@ -13,6 +13,7 @@ from pipeline.build import build, discover_models
 from pipeline.db import Database
 from pipeline.ingest import ingest_files
 from pipeline.simulate import simulate
+from tests.conftest import make_journeys
 
 GRAIN = {
     "staging.stg_identity": ["anonymous_id"],
@@ -91,14 +92,8 @@ def test_thirty_incremental_batches_equal_one_full_build(tmp_path):
 def test_identity_links_that_later_files_make_or_move_equal_a_full_build(tmp_path):
     # The day build recomputes only the links of anonymous_ids that new events carry with a user_id
     # (pipeline/build.py _updated_identity); every link here must come out as a full build has it.
-    from tests.conftest import make_journeys
-
-    def batch(name: str, spec: dict, start_minutes: int = 0) -> Path:
-        import datetime as dt
-
-        from tests.conftest import T0
-
-        frame = make_journeys(spec, start=T0 + dt.timedelta(minutes=start_minutes)).with_columns(
+    def batch(name: str, spec: dict) -> Path:
+        frame = make_journeys(spec).with_columns(
             (pl.lit(name + "-") + pl.col("event_id")).alias("event_id"))
         path = tmp_path / f"{name}.parquet"
         frame.write_parquet(path)

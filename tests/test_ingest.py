@@ -228,7 +228,8 @@ def test_text_fields_are_trimmed_of_unicode_spaces_at_both_ends(db, tmp_path):
 
 def test_the_trimmed_macro_is_trim_for_every_character_at_either_end(db):
     # trimmed (sql/ingest/macros.sql) passes values through without trim's copy when it can; every
-    # code point, alone, before and after a letter, next to a non-ASCII letter and inside spaces.
+    # code point from U+0001 (surrogates are not text), alone, before and after a letter, after a
+    # non-ASCII letter and between spaces.
     db.execute(load_sql("ingest/macros.sql"))
     differ = db.scalar(
         "with points as (select chr(cast(i as integer)) as c from range(1, 1114112) as t(i) "

@@ -110,7 +110,9 @@ BuildMode = Literal["auto", "full"]
 # incremental build after the last full one (which writes every table afresh); the builds between
 # only mark the rows deleted. Either way the tables hold the same rows.
 COMPACT_EVERY = 7
-STAGING_BY_USER = ("stg_events", "stg_sessions", "stg_users", "stg_touchpoints", "stg_stage_visits", "stg_user_stages")
+STAGING_BY_USER = (
+    "stg_events", "stg_sessions", "stg_users", "stg_touchpoints", "stg_stage_visits", "stg_user_stages", "stg_customers"
+)
 
 
 def fingerprint(config: dict[str, dict[str, Any]]) -> str:

@@ -23,6 +23,7 @@ GRAIN = {
     "staging.stg_touchpoints": ["user_key", "user_step_index"],
     "staging.stg_stage_visits": ["user_key", "entry_step_index"],
     "staging.stg_user_stages": ["user_key", "stage"],
+    "staging.stg_customers": ["user_key"],
 }
 
 

@@ -56,6 +56,7 @@ GRAIN = {
     "staging.stg_users": ["user_key"],
     "staging.stg_stage_visits": ["user_key", "entry_step_index"],
     "staging.stg_user_stages": ["user_key", "stage"],
+    "staging.stg_customers": ["user_key"],
     "marts.mart_customers": ["user_key"],
     "marts.mart_user_value": ["user_key"],
     "marts.mart_journey_map": ["stage"],

@@ -1,22 +1,16 @@
 -- Grain: one row per customer: a journey key (user_key) with at least one purchase or refund event.
--- Reads: staging.stg_events, staging.stg_users.
+-- Reads: staging.stg_customers, staging.stg_events (the end of the data), staging.stg_users.
 -- Params: none.
--- Meaning: historical customer value with refunds netted.
---   * An order is a `purchase` event with revenue >= 0 (null revenue counts as an order worth 0).
---   * A refund is a `refund` event, worth |revenue| whether the source writes the amount negative or
---     positive, or a `purchase` event with negative revenue (a reversal, not an order). Refunds lower
---     revenue, never the order count.
+-- Meaning: historical customer value with refunds netted, from the customer's orders and refunds
+--   (staging.stg_customers: what an order and a refund are).
 --   * net_revenue = gross_revenue - refund_amount (the historical CLV); average_order_value =
 --     net_revenue / n_orders (null without orders: a refund of an order older than the data).
---   * Purchase days are the distinct UTC dates with an order (two orders on one day are one day).
 --   * tenure_days = whole days from the first order's date to the date of the last event in the
 --     data (data_end_at, never the wall clock): the customer's age T at the default calibration end.
 --   * repeat_frequency_per_month = repeat purchase days (n_purchase_days - 1) per 30 days of tenure,
 --     the observed rate BG/NBD models (null when tenure_days = 0).
-with events as (
-    select user_key, ts, event_name, revenue
-    from staging.stg_events
-    where event_name in ('purchase', 'refund')
+with per_customer as (
+    select * from staging.stg_customers
 ),
 
 data_end as (
@@ -26,38 +20,6 @@ data_end as (
 users as (
     select user_key, first_seen_at, acquisition_channel, first_device, first_country
     from staging.stg_users
-),
-
-classified as (
-    select
-        user_key,
-        ts,
-        cast(ts as date) as event_date,
-        event_name = 'purchase' and coalesce(revenue, 0) >= 0 as is_order,
-        event_name = 'refund' or revenue < 0 as is_refund,
-        case
-            when event_name = 'purchase' and coalesce(revenue, 0) >= 0 then coalesce(revenue, 0)
-            else 0
-        end as order_value,
-        case
-            when event_name = 'refund' or revenue < 0 then abs(coalesce(revenue, 0))
-            else 0
-        end as refund_value
-    from events
-),
-
-per_customer as (
-    select
-        user_key,
-        min(ts) filter (where is_order) as first_purchase_at,
-        max(ts) filter (where is_order) as last_purchase_at,
-        count(*) filter (where is_order) as n_orders,
-        count(distinct event_date) filter (where is_order) as n_purchase_days,
-        count(*) filter (where is_refund) as n_refunds,
-        cast(sum(order_value) as decimal(18, 2)) as gross_revenue,
-        cast(sum(refund_value) as decimal(18, 2)) as refund_amount
-    from classified
-    group by user_key
 ),
 
 final as (

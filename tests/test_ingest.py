@@ -202,7 +202,6 @@ def test_events_without_id_get_a_deterministic_hash(db, tmp_path):
     assert all(len(i) == 32 for i in ids)
 
 
-
 def test_text_fields_are_trimmed_of_unicode_spaces_at_both_ends(db, tmp_path):
     nbsp, ideographic, thin = "\u00a0", "\u3000", "\u2009"
     frame = make_journeys({"u1": [("page_view", 0), ("view_item", 1), ("add_to_cart", 2)]}).with_columns(
@@ -240,6 +239,7 @@ def test_the_trimmed_macro_is_trim_for_every_character_at_either_end(db):
         "select count(*) filter (where trimmed(v) is distinct from trim(v)) from vals"
     )
     assert differ == 0
+
 
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,

@@ -2,8 +2,8 @@
 
 Reads the five mapping CSVs (channel groups, touchpoint rules, channel touchpoints, touchpoint
 stages, stages) through DuckDB; writes nothing. A missing column, an unknown touchpoint or stage, a
-bad number or an invalid regex is a ``ConfigError`` naming the file, the row and the value, with the
-closest valid name.
+bad number, a priority used twice or an invalid regex is a ``ConfigError`` naming the file, the row
+and the value, with the closest valid name.
 """
 
 from __future__ import annotations
@@ -76,6 +76,18 @@ def validate_mappings(db: Database, paths: Mapping[str, Path]) -> None:
                 )
             if name == "stages" and row["phase"] not in PHASES:
                 raise ConfigError(f"{where(name, i)}: phase {row['phase']!r} must be one of {', '.join(PHASES)}")
+    # "The first rule by priority" must name one rule: two rules of one priority could both match
+    # and the build would pick either, so a full and a day build could map an event differently.
+    for name in ("channel_groups", "touchpoint_rules"):
+        seen: dict[int, int] = {}
+        for i, row in enumerate(tables[name]):
+            priority = int(str(row["priority"]))
+            if priority in seen:
+                raise ConfigError(
+                    f"{where(name, i)}: priority {priority} is also the priority of row {seen[priority] + 2}; "
+                    "give each rule its own priority"
+                )
+            seen[priority] = i
     for name, key in (("touchpoint_stages", "touchpoint"), ("stages", "stage")):
         values = [r[key] for r in tables[name]]
         duplicates = sorted({v for v in values if values.count(v) > 1})

@@ -55,16 +55,47 @@ event_pages as (
     from events
 ),
 
+-- Each regex is tried once per distinct value it can decide, not per (event name, URL, rule): a
+-- regex taken from a column is compiled anew for every row it tests (DuckDB compiles only constant
+-- patterns once). The name rules are tried on the distinct event names; a URL regex only on the
+-- URLs seen with a name its rule matched. 10M events (12,715 name and URL pairs): 0.70-0.76 s ->
+-- 0.26 s, about 0.7 s of a day build before.
+name_rules as (
+    select
+        n.event_name,
+        r.priority,
+        r.touchpoint,
+        r.page_regex
+    from (select distinct event_name from event_pages) as n
+    inner join rules as r on regexp_full_match(n.event_name, r.event_name_regex)
+),
+
+page_checks as materialized (
+    -- materialized, so the regex below runs on the distinct pairs, not pushed under the distinct
+    select distinct
+        ep.page_key,
+        nr.page_regex
+    from event_pages as ep
+    inner join name_rules as nr on ep.event_name = nr.event_name
+    where nr.page_regex is not null
+),
+
+page_matches as (
+    select page_key, page_regex
+    from page_checks
+    where regexp_matches(page_key, page_regex)
+),
+
 event_map as (
     select
         ep.event_name,
         ep.page_key,
-        r.touchpoint
+        nr.touchpoint
     from event_pages as ep
-    inner join rules as r
-        on regexp_full_match(ep.event_name, r.event_name_regex)
-        and (r.page_regex is null or regexp_matches(ep.page_key, r.page_regex))
-    qualify row_number() over (partition by ep.event_name, ep.page_key order by r.priority) = 1
+    inner join name_rules as nr on ep.event_name = nr.event_name
+    left join page_matches as pm on nr.page_regex = pm.page_regex and ep.page_key = pm.page_key
+    where nr.page_regex is null or pm.page_key is not null
+    qualify row_number() over (partition by ep.event_name, ep.page_key order by nr.priority) = 1
 ),
 
 mapped_events as not materialized (

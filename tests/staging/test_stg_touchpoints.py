@@ -61,6 +61,37 @@ def test_analyst_mapping_files_replace_the_defaults(db, cfg, tmp_path):
     assert db.scalar("select touchpoint from staging.stg_touchpoints where not is_channel_step") == "live_chat"
 
 
+def test_url_rules_decide_by_priority_for_each_name_and_url(db, cfg, tmp_path):
+    """A URL regex counts only for the names its rule matches, a URL can match several rules (the
+    lowest priority wins), and one URL seen with two names can map twice (each regex is tried once
+    per distinct value in stg_touchpoints: these cases pin the mapping down)."""
+    from pipeline.build import SEEDS_DIR
+
+    rules = tmp_path / "rules.csv"
+    rules.write_text(
+        (SEEDS_DIR / "touchpoint_rules.csv").read_text() + "5,cart,page_view|view_item,/basket\n"
+    )
+    cfg["mapping"]["touchpoint_rules"] = str(rules)
+    url = "https://shop.example.com"
+    load_events(db, make_journeys({"u1": [
+        ("page_view", 0, {"page_url": f"{url}/basket"}),  # rule 5 before rule 40
+        ("view_item", 1, {"page_url": f"{url}/basket"}),  # rule 5: its name regex covers view_item
+        ("view_item", 2),  # no URL: rule 5's URL regex fails, rule 70 maps it
+        ("page_view", 3, {"page_url": f"{url}/products/basket"}),  # rules 5 and 10 match: 5 wins
+        ("page_view", 4, {"page_url": f"{url}/products/1"}),  # rule 10
+        ("page_view", 5, {"page_url": f"{url}/about"}),  # no URL rule: rule 40
+        ("add_to_cart", 6, {"page_url": f"{url}/products/1"}),  # a URL of rule 10, a name of rule 80
+        ("page_view", 7),  # no URL at all: rule 40
+    ]}))
+    build(db, cfg)
+    rows = db.query(
+        "select touchpoint from staging.stg_touchpoints where not is_channel_step order by user_step_index"
+    )["touchpoint"].to_list()
+    assert rows == [
+        "cart", "cart", "product_page", "cart", "product_page", "landing_page", "cart", "landing_page",
+    ]
+
+
 @pytest.mark.parametrize(
     ("file", "append", "message"),
     [
@@ -69,6 +100,8 @@ def test_analyst_mapping_files_replace_the_defaults(db, cfg, tmp_path):
         ("touchpoint_stages", "wheel,Lotalty\n", "unknown stage 'Lotalty'; did you mean 'Loyalty'?"),
         ("touchpoint_rules", "5,cart,add_to_cart(,\n", "is not a valid regex"),
         ("stages", "Advocacy,six,after_purchase\n", "stage_order must be a whole number"),
+        ("touchpoint_rules", "070,live_chat,wheel_spin,\n", "row 18: priority 70 is also the priority of row 8"),
+        ("channel_groups", "4,Display,,^display$\n", "row 14: priority 4 is also the priority of row 5"),
         ("stages", "Advocacy,6,later\n", "phase 'later' must be one of"),
     ],
 )

@@ -113,6 +113,10 @@ COMPACT_EVERY = 7
 STAGING_BY_USER = (
     "stg_events", "stg_sessions", "stg_users", "stg_touchpoints", "stg_stage_visits", "stg_user_stages", "stg_customers"
 )
+# Marts whose rows each depend on one user's staging rows only: an incremental build makes them
+# from the touched users' staging rows and swaps them like STAGING_BY_USER. The other marts depend
+# on every user (a stage's totals) or on the end of the data (a customer's tenure) and are rebuilt.
+MARTS_BY_USER = ("mart_user_value",)
 
 
 def fingerprint(config: dict[str, dict[str, Any]]) -> str:
@@ -154,6 +158,7 @@ def build(db: Database, config: dict[str, dict[str, Any]], mode: BuildMode = "au
         # `journeys forget` deleted rows of existing users: it leaves this mark (pipeline/privacy.py)
         and last["mode"] != "forget"
         and all(db.has_table("staging", t) for t in STAGING_BY_USER)
+        and all(db.has_table("marts", t) for t in MARTS_BY_USER)
         # a reload that replaced events (a GA4 day) may remove rows of users the new file lacks
         and not db.scalar(
             "select count(*) from raw.manifest where file_id > $last and n_replaced > 0",
@@ -291,7 +296,8 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
     Affected journey keys = the keys those users' events had before (an identity link may move a
     cookie's events to another user) plus the keys they have now. Their raw events are copied into
     an in-memory database where the same staging SQL runs; the main database then swaps their rows
-    in one transaction, replaces stg_identity, and rebuilds paths and marts. The new identity links
+    in one transaction, replaces stg_identity, swaps MARTS_BY_USER the same way (made there from
+    those staging rows) and rebuilds the other paths and marts. The new identity links
     are computed once (``_updated_identity``) and serve the three steps that need them.
     """
     started = time.perf_counter()
@@ -333,9 +339,12 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
             "where r.user_id in (select user_key from _build_affected) "
             "  or (r.user_id is null and r.anonymous_id in (select anonymous_id from affected_anonymous))"
         )
+        layers = discover_models()
+        by_user = {f"marts/{name}.sql" for name in MARTS_BY_USER}
+        db.execute("create schema _incremental.marts")
         db.execute("use _incremental")
         try:
-            for relpath in discover_models()["staging"]:
+            for relpath in layers["staging"] + sorted(by_user):
                 db.build_model(relpath, params)
         finally:
             db.execute(f'use "{main}"')
@@ -343,14 +352,16 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
         with db.transaction():
             db.materialize("staging.stg_identity", identity)
             summary.tables["staging.stg_identity"] = int(db.scalar("select count(*) from staging.stg_identity"))
-            for table in STAGING_BY_USER:
+            swapped = [("staging", t) for t in STAGING_BY_USER] + [("marts", t) for t in MARTS_BY_USER]
+            for layer, table in swapped:
                 db.execute(
-                    f"delete from staging.{table} where user_key in (select user_key from _build_affected)"  # noqa: S608
+                    f"delete from {layer}.{table} where user_key in (select user_key from _build_affected)"  # noqa: S608
                 )
-                db.execute(f"insert into staging.{table} select * from _incremental.staging.{table}")  # noqa: S608
-            layers = discover_models()
-            for layer in ("paths", "marts"):
-                _build_layer(db, layer, layers[layer], params, summary)
+                db.execute(f"insert into {layer}.{table} select * from _incremental.{layer}.{table}")  # noqa: S608
+            for table in MARTS_BY_USER:
+                summary.tables[f"marts.{table}"] = int(db.scalar(f"select count(*) from marts.{table}"))  # noqa: S608
+            _build_layer(db, "paths", layers["paths"], params, summary)
+            _build_layer(db, "marts", [m for m in layers["marts"] if m not in by_user], params, summary)
     finally:
         db.execute("detach _incremental")
         db.execute("drop table if exists _build_affected")

@@ -1,5 +1,5 @@
 -- Grain: one row per journey key (user_key), customers and non-customers alike.
--- Reads: staging.stg_users, staging.stg_user_stages, marts.mart_customers.
+-- Reads: staging.stg_users, staging.stg_user_stages, staging.stg_customers.
 -- Params: none.
 -- Meaning: the dimensions value is broken down by, next to the user's historical value:
 --   * furthest_stage: the mapped stage with the highest stage_order the user ever reached (any step,
@@ -9,6 +9,9 @@
 --   * first_touch_month: the month (UTC) of the first event, as 'YYYY-MM' (the first-touch cohort);
 --   * device: the device of the first session.
 --   is_customer means at least one order; net_revenue is 0 for users without orders or refunds.
+--   Every column depends on the user's own staging rows only (net_revenue as in mart_customers,
+--   from stg_customers), so an incremental build recomputes the rows of the users that new events
+--   touch (pipeline/build.py MARTS_BY_USER) instead of every user.
 with users as (
     select user_key, first_seen_at, acquisition_channel, first_device, first_country, entry_touchpoint
     from staging.stg_users
@@ -22,8 +25,8 @@ furthest as (
 ),
 
 customers as (
-    select user_key, n_orders, net_revenue
-    from marts.mart_customers
+    select user_key, n_orders, gross_revenue - refund_amount as net_revenue
+    from staging.stg_customers
 ),
 
 final as (

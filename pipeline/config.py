@@ -30,6 +30,12 @@ class Key:
     pattern: str | None = None  # a full-match regex for string values
     form: str = ""  # what the pattern accepts, in words, for its error message
 
+    def __post_init__(self) -> None:
+        # the error for a value the pattern refuses says `must be <form>`: an empty form would
+        # leave the user with "must be " and no hint
+        if self.pattern is not None and not self.form:
+            raise ValueError(f"a Key with pattern {self.pattern!r} must say its form")
+
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "mapping": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import ConfigError, defaults, load
+from pipeline.config import SCHEMA, ConfigError, Key, defaults, load
 from pipeline.db import Database, DatabaseError
 
 
@@ -36,6 +36,12 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, text)
     assert message in str(err.value) and "journeys.toml" in str(err.value)
+
+
+def test_a_key_with_a_pattern_must_say_its_form():
+    with pytest.raises(ValueError, match="must say its form"):
+        Key(str, "", pattern=r"\d+")
+    assert all(key.form for keys in SCHEMA.values() for key in keys.values() if key.pattern is not None)
 
 
 def test_missing_file(tmp_path):

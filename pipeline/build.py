@@ -328,16 +328,19 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
         # The rows whose journey key coalesce(user_id, linked user_id, anonymous_id) is affected,
         # chosen by two probes of small sets instead of a join of every raw row with the links: a
         # row with a user_id is keyed by it; a row without one by its anonymous_id's linked user
-        # when it has one, else by the anonymous_id itself.
+        # when it has one, else by the anonymous_id itself. Two semi joins, one per kind of row
+        # (an `or` of the two `in` tests probed both sets for every row: at 10M, 0.35-0.44 s
+        # against 0.18 s to find the 589,313 rows, the same rows).
         db.execute(
             "create table _incremental.raw.events as with affected_anonymous as ("
             "  select anonymous_id from _build_identity where user_id in (select user_key from _build_affected) "
             "  union all "
             "  select a.user_key from _build_affected as a "
             "  where not exists (select 1 from _build_identity as i where i.anonymous_id = a.user_key)) "
-            "select r.* from raw.events as r "
-            "where r.user_id in (select user_key from _build_affected) "
-            "  or (r.user_id is null and r.anonymous_id in (select anonymous_id from affected_anonymous))"
+            "select r.* from raw.events as r semi join _build_affected as a on r.user_id = a.user_key "
+            "union all "
+            "select r.* from raw.events as r semi join affected_anonymous as x on r.anonymous_id = x.anonymous_id "
+            "where r.user_id is null"
         )
         layers = discover_models()
         by_user = {f"marts/{name}.sql" for name in MARTS_BY_USER}

@@ -114,6 +114,9 @@ def test_identity_links_that_later_files_make_or_move_equal_a_full_build(tmp_pat
                      "a1": [("page_view", 95, {**anon, "anonymous_id": "a1"})]}),
         # u1 signs in on a1 again: one more link, the first stays u2's
         batch("b4", {"u1": [("login", 120, {"anonymous_id": "a1"})]}),
+        # only u2 is touched: a1 (linked to u2) carries u1's own events too, which stay u1's and
+        # must not be copied into the day build's rows of u2's identity
+        batch("b5", {"u2": [("page_view", 130)]}),
     ]
     cfg = config.defaults()
     inc = Database(tmp_path / "incremental.duckdb")
@@ -121,7 +124,7 @@ def test_identity_links_that_later_files_make_or_move_equal_a_full_build(tmp_pat
     for path in files:
         ingest_files(inc, [path])
         modes.append(build(inc, cfg).mode)
-    assert modes == ["full", "incremental", "incremental", "incremental"]
+    assert modes == ["full", "incremental", "incremental", "incremental", "incremental"]
     assert inc.query("select anonymous_id, user_id, n_links from staging.stg_identity order by 1").rows() == [
         ("a1", "u2", 4), ("a3", "u4", 1)]
     full = Database(tmp_path / "full.duckdb")

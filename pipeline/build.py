@@ -311,8 +311,9 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
     db.materialize(
         "_build_affected",
         f"with ids as ({new_ids}), identity as ({identity}), "  # noqa: S608 - our own SQL files
-        "old_keys as (select distinct e.user_key from staging.stg_events as e "
-        "  where e.user_id in (select id from ids) or e.anonymous_id in (select id from ids)), "
+        # one semi join per id column (an `or` of two `in` tests: 0.24-0.29 s at 10M, this 0.18 s)
+        "old_keys as (select e.user_key from staging.stg_events as e semi join ids on e.user_id = ids.id "
+        "  union select e.user_key from staging.stg_events as e semi join ids on e.anonymous_id = ids.id), "
         "new_keys as (select distinct coalesce(r.user_id, i.user_id, r.anonymous_id) as user_key "
         "  from raw.events as r left join identity as i on r.anonymous_id = i.anonymous_id "
         "  where r.file_id > $last) "

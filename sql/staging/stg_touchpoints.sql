@@ -70,8 +70,7 @@ name_rules as (
     inner join rules as r on regexp_full_match(n.event_name, r.event_name_regex)
 ),
 
-page_checks as materialized (
-    -- materialized, so the regex below runs on the distinct pairs, not pushed under the distinct
+page_checks as (
     select distinct
         ep.page_key,
         nr.page_regex

@@ -344,11 +344,11 @@ def _rebuild_affected_users(db: Database, params: dict[str, Any], last_file_id: 
             "where r.user_id is null"
         )
         layers = discover_models()
-        by_user = {f"marts/{name}.sql" for name in MARTS_BY_USER}
+        by_user = [f"marts/{name}.sql" for name in MARTS_BY_USER]
         db.execute("create schema _incremental.marts")
         db.execute("use _incremental")
         try:
-            for relpath in layers["staging"] + sorted(by_user):
+            for relpath in layers["staging"] + by_user:
                 db.build_model(relpath, params)
         finally:
             db.execute(f'use "{main}"')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import ConfigError
 from pipeline.db import Database, DatabaseError
@@ -76,20 +77,18 @@ def validate_mappings(db: Database, paths: Mapping[str, Path]) -> None:
                 )
             if name == "stages" and row["phase"] not in PHASES:
                 raise ConfigError(f"{where(name, i)}: phase {row['phase']!r} must be one of {', '.join(PHASES)}")
-    # "The first rule by priority" must name one rule: two rules of one priority could both match
-    # and the build would pick either, so a full and a day build could map an event differently.
-    for name in ("channel_groups", "touchpoint_rules"):
-        seen: dict[int, int] = {}
+    # Values that must name one row. "The first rule by priority" must be one rule: of two rules
+    # with one priority that both match, the build would pick either, so a full and a day build
+    # could map an event differently. A touchpoint has one stage, a stage one order.
+    unique = (("channel_groups", "priority"), ("touchpoint_rules", "priority"),
+              ("touchpoint_stages", "touchpoint"), ("stages", "stage"))
+    for name, key in unique:
+        seen: dict[Any, int] = {}
         for i, row in enumerate(tables[name]):
-            priority = int(str(row["priority"]))
-            if priority in seen:
+            value = int(str(row[key])) if key == "priority" else row[key]  # '070' is priority 70
+            if value in seen:
                 raise ConfigError(
-                    f"{where(name, i)}: priority {priority} is also the priority of row {seen[priority] + 2}; "
-                    "give each rule its own priority"
+                    f"{where(name, i)}: {key} {value!r} is also the {key} of row {seen[value] + 2}; "
+                    f"give each row its own {key}"
                 )
-            seen[priority] = i
-    for name, key in (("touchpoint_stages", "touchpoint"), ("stages", "stage")):
-        values = [r[key] for r in tables[name]]
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            raise ConfigError(f"mapping.{name}: {paths[name]} lists {key} {duplicates[0]!r} twice")
+            seen[value] = i

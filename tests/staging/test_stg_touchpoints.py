@@ -102,7 +102,7 @@ def test_url_rules_decide_by_priority_for_each_name_and_url(db, cfg, tmp_path):
         ("stages", "Advocacy,six,after_purchase\n", "stage_order must be a whole number"),
         ("touchpoint_rules", "070,live_chat,wheel_spin,\n", "row 18: priority 70 is also the priority of row 8"),
         ("channel_groups", "4,Display,,^display$\n", "row 14: priority 4 is also the priority of row 5"),
-        ("touchpoint_stages", "cart,Purchase\n", "touchpoint 'cart' is also the touchpoint of row"),
+        ("touchpoint_stages", "cart,Purchase\n", "row 26: touchpoint 'cart' is also the touchpoint of row 18"),
         ("stages", "Advocacy,6,later\n", "phase 'later' must be one of"),
     ],
 )

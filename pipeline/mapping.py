@@ -2,8 +2,9 @@
 
 Reads the five mapping CSVs (channel groups, touchpoint rules, channel touchpoints, touchpoint
 stages, stages) through DuckDB; writes nothing. A missing column, an unknown touchpoint or stage, a
-bad number, a priority used twice or an invalid regex is a ``ConfigError`` naming the file, the row
-and the value, with the closest valid name.
+bad number, a value listed twice that must name one row (a priority, a touchpoint, a stage) or an
+invalid regex is a ``ConfigError`` naming the file, the row and the value, with the closest valid
+name.
 """
 
 from __future__ import annotations

@@ -168,4 +168,8 @@ final as (
         and lower(coalesce(e.medium, '')) = cm.medium_key
 )
 
+-- Stored in user order: every model after this one groups or joins the events by user or session,
+-- and DuckDB does that faster on rows already together (10M events: this sort 2.9 s; the
+-- staging models after it 22.4 -> 16.6 s, stg_touchpoints 13.4 -> 8.3 s of it, the same rows).
 select * from final
+order by user_key, user_event_index

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# A DuckDB memory size: digits and a unit, nothing else (Database.set_memory_limit places it in a
+# statement, so it is checked here and there)
+MEMORY_LIMIT = r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)"
+
 
 class ConfigError(Exception):
     """A configuration that cannot be used; the message names the file and the key."""
@@ -59,7 +63,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "engine": {
         "memory_limit": Key(
             str, "", doc="DuckDB memory cap for ingest, build and report, e.g. '8GB' (larger sorts spill to "
-            "disk); '' = DuckDB's default (80% of RAM)", pattern=r"(\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB))?",
+            "disk); '' = DuckDB's default (80% of RAM)", pattern=f"({MEMORY_LIMIT})?",
             form="a size such as '8GB' or '512MiB' (KB, MB, GB, TB, KiB, MiB, GiB, TiB), or ''",
         ),
     },

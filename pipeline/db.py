@@ -16,6 +16,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipeline.config import MEMORY_LIMIT
+
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("raw", "staging", "paths", "marts")
 
@@ -94,7 +96,7 @@ class Database:
     def set_memory_limit(self, limit: str) -> None:
         """Cap DuckDB's memory (e.g. '8GB'); bigger sorts spill to disk. ``limit`` is validated by
         pipeline.config (digits and a unit only), so it is safe to place in the statement."""
-        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit):
+        if not re.fullmatch(MEMORY_LIMIT, limit):
             raise DatabaseError(f"memory limit {limit!r} must look like 8GB or 512MiB")
         self.execute(f"set memory_limit = '{limit}'")
         self._memory_limit = limit

@@ -168,11 +168,4 @@ final as (
         and lower(coalesce(e.medium, '')) = cm.medium_key
 )
 
--- Stored in user order: every model after this one groups or joins the events by user or session,
--- and DuckDB does that faster on rows already together; stg_touchpoints' own sort into journey
--- order is then cheap. 10M events, two full builds and reports each way: this model 17.3-17.7 ->
--- 20.6-21.4 s, stg_touchpoints 11.5-12.2 -> 8.8 s, the build the same (40.1-40.9 s), the report
--- 59.1-59.7 -> 57.1-57.4 s. Nothing reads this order for its meaning: a table in another order
--- gives the same numbers, only slower.
 select * from final
-order by user_key, user_event_index

@@ -42,16 +42,27 @@ data_end as (
 ),
 
 session_steps as (
+    -- Only the steps these times read: a session without any has no row here (left joins below).
+    -- The entry touchpoint is a filter of its own (entries): 10M events, the same rows, every
+    -- session's units 1.71-1.78 -> 1.22-1.24 s, every user's 2.09-2.12 -> 1.66-1.68 s, one 28-day
+    -- period's sessions 0.68-0.89 -> 0.59-0.61 s, its users 0.91-0.95 -> 0.87-0.88 s.
     select
         t.session_key,
-        arg_min(t.touchpoint, t.session_step_index) filter (where not t.is_channel_step) as entry_touchpoint,
         min(t.ts) filter (where t.is_goal_step) as goal_at,
         min(t.ts) filter (where t.event_name = $cart_event) as cart_at,
         min(t.ts) filter (where t.event_name = $checkout_event) as checkout_at,
         max(t.ts) filter (where t.event_name = $purchase_event) as last_purchase_at
     from touchpoints as t
     inner join sessions as s on t.session_key = s.session_key
+    where t.is_goal_step or t.event_name in ($cart_event, $checkout_event, $purchase_event)
     group by t.session_key
+),
+
+entries as (
+    -- A session's first event is its step 2 (its channel step is step 1).
+    select session_key, touchpoint as entry_touchpoint
+    from touchpoints
+    where session_step_index = 2
 ),
 
 session_units as (
@@ -63,7 +74,7 @@ session_units as (
         s.device,
         s.country,
         s.landing_page,
-        ss.entry_touchpoint,
+        en.entry_touchpoint,
         case when s.session_index = 1 then 'new' else 'returning' end as visitor_type,
         ss.goal_at is not null as is_converted,
         ss.cart_at,
@@ -75,7 +86,8 @@ session_units as (
         s.n_purchases,
         s.revenue
     from sessions as s
-    inner join session_steps as ss on s.session_key = ss.session_key
+    left join session_steps as ss on s.session_key = ss.session_key
+    left join entries as en on s.session_key = en.session_key
 ),
 
 user_firsts as (
@@ -86,7 +98,7 @@ user_firsts as (
         arg_min(s.device, s.session_index) as device,
         arg_min(s.country, s.session_index) as country,
         arg_min(s.landing_page, s.session_index) as landing_page,
-        arg_min(ss.entry_touchpoint, s.session_index) as entry_touchpoint,
+        arg_min(en.entry_touchpoint, s.session_index) as entry_touchpoint,
         case when max(s.session_index) > 1 then 'returning' else 'new' end as visitor_type,
         bool_or(ss.goal_at is not null) as is_converted,
         min(ss.cart_at) as cart_at,
@@ -94,7 +106,8 @@ user_firsts as (
         sum(s.n_purchases) as n_purchases,
         sum(s.revenue) as revenue
     from sessions as s
-    inner join session_steps as ss on s.session_key = ss.session_key
+    left join session_steps as ss on s.session_key = ss.session_key
+    left join entries as en on s.session_key = en.session_key
     group by s.user_key
 ),
 

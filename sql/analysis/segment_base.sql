@@ -15,12 +15,10 @@ sessions as (
 ),
 
 entry_touchpoints as (
-    select
-        session_key,
-        arg_min(touchpoint, session_step_index) as entry_touchpoint
+    -- a session's first event is its step 2 (its channel step is step 1): a filter, not an aggregate
+    select session_key, touchpoint as entry_touchpoint
     from staging.stg_touchpoints
-    where not is_channel_step
-    group by session_key
+    where session_step_index = 2
 ),
 
 terciles as (

@@ -10,11 +10,10 @@ with sessions as (
 ),
 
 entries as (
-    -- user_step_index is unique within a user: the first event step, without a sort
-    select user_key, arg_min(touchpoint, user_step_index) as entry_touchpoint
+    -- a user's first event is their step 2 (the first session's channel step is step 1)
+    select user_key, touchpoint as entry_touchpoint
     from staging.stg_touchpoints
-    where not is_channel_step
-    group by user_key
+    where user_step_index = 2
 ),
 
 totals as (

@@ -94,6 +94,26 @@ def test_session_cart_and_checkout_abandonment(shop):
     np.testing.assert_allclose(by_device["abandonment_rate_high"].to_numpy(), high)
 
 
+def test_cart_and_checkout_abandonment_with_the_shop_s_own_event_names(db, cfg):
+    """A shop whose events are named otherwise: the completion is the given purchase event, which is
+    neither the goal (purchase, absent here) nor the cart or checkout event."""
+    load_events(db, make_journeys({
+        # basket, then order_placed in the same session: the cart completes; no checkout event
+        "a_orders": [("page_view", 0), ("basket_add", 1), ("order_placed", 2, {"revenue": 9.0})],
+        # basket, checkout_start, then nothing: both abandoned
+        "b_leaves": [("basket_add", 0), ("checkout_start", 1)],
+        # checkout_start before basket_add, then order_placed: the cart and the checkout complete
+        "c_orders_later": [("checkout_start", 0), ("basket_add", 1), ("page_view", 2), ("order_placed", 3)],
+    }))
+    build(db, cfg)
+    names = {"cart_event": "basket_add", "checkout_event": "checkout_start", "purchase_event": "order_placed"}
+    frame = cart_checkout_abandonment(db, events=names)
+    assert _counts(frame, "cart") == {"all": (1, 3)}  # b
+    assert _counts(frame, "checkout") == {"all": (1, 2)}  # b (c completes)
+    # the canonical names find no cart at all in this shop
+    assert cart_checkout_abandonment(db).height == 0
+
+
 def test_user_level_abandonment_within_n_days(shop):
     week = cart_checkout_abandonment(shop, level="user", window_days=7)
     # first carts: u1 (bought at once), u2 (never), u3 (bought 1 day later), u5 (10 days later), u6 (never)

@@ -99,7 +99,7 @@ SEGMENT_FIELDS: dict[str, str] = {
     "is_customer": "bool",
     "first_seen_at": "timestamp",
     "last_seen_at": "timestamp",
-    # session attributes (staging.stg_sessions, plus the entry touchpoint)
+    # session attributes (staging.stg_sessions)
     "channel": "text",
     "device": "text",
     "country": "text",

@@ -43,9 +43,9 @@ data_end as (
 
 session_steps as (
     -- Only the steps these times read: a session without any has no row here (left joins below).
-    -- The entry touchpoint is a filter of its own (entries): 10M events, the same rows, every
-    -- session's units 1.71-1.78 -> 1.22-1.24 s, every user's 2.09-2.12 -> 1.66-1.68 s, one 28-day
-    -- period's sessions 0.68-0.89 -> 0.59-0.61 s, its users 0.91-0.95 -> 0.87-0.88 s.
+    -- 10M events, the same rows: every session's units 1.71-1.78 -> 1.22-1.24 s, every user's
+    -- 2.09-2.12 -> 1.66-1.68 s (the entry touchpoint then a filter of its own); with the entry
+    -- touchpoint read from stg_sessions, 1.20-1.32 -> 0.90-0.95 s and 1.71-1.80 -> 1.40-1.51 s.
     select
         t.session_key,
         min(t.ts) filter (where t.is_goal_step) as goal_at,
@@ -58,13 +58,6 @@ session_steps as (
     group by t.session_key
 ),
 
-entries as (
-    -- A session's first event is its step 2 (its channel step is step 1).
-    select session_key, touchpoint as entry_touchpoint
-    from touchpoints
-    where session_step_index = 2
-),
-
 session_units as (
     select
         s.session_key as unit_id,
@@ -74,7 +67,7 @@ session_units as (
         s.device,
         s.country,
         s.landing_page,
-        en.entry_touchpoint,
+        s.entry_touchpoint,
         case when s.session_index = 1 then 'new' else 'returning' end as visitor_type,
         ss.goal_at is not null as is_converted,
         ss.cart_at,
@@ -87,7 +80,6 @@ session_units as (
         s.revenue
     from sessions as s
     left join session_steps as ss on s.session_key = ss.session_key
-    left join entries as en on s.session_key = en.session_key
 ),
 
 user_firsts as (
@@ -98,7 +90,7 @@ user_firsts as (
         arg_min(s.device, s.session_index) as device,
         arg_min(s.country, s.session_index) as country,
         arg_min(s.landing_page, s.session_index) as landing_page,
-        arg_min(en.entry_touchpoint, s.session_index) as entry_touchpoint,
+        arg_min(s.entry_touchpoint, s.session_index) as entry_touchpoint,
         case when max(s.session_index) > 1 then 'returning' else 'new' end as visitor_type,
         bool_or(ss.goal_at is not null) as is_converted,
         min(ss.cart_at) as cart_at,
@@ -107,7 +99,6 @@ user_firsts as (
         sum(s.revenue) as revenue
     from sessions as s
     left join session_steps as ss on s.session_key = ss.session_key
-    left join entries as en on s.session_key = en.session_key
     group by s.user_key
 ),
 

@@ -1,5 +1,5 @@
 -- Grain: one row per session, carrying its user's attributes (the rows segment filters test).
--- Reads: staging.stg_users, staging.stg_sessions, staging.stg_touchpoints.
+-- Reads: staging.stg_users, staging.stg_sessions.
 -- Params: none.
 -- Meaning: the columns are exactly the segment fields of pipeline.config.SEGMENT_FIELDS. User
 --          attributes repeat on each of the user's sessions. visitor_type is 'returning' for users
@@ -12,13 +12,6 @@ with users as (
 
 sessions as (
     select * from staging.stg_sessions
-),
-
-entry_touchpoints as (
-    -- a session's first event is its step 2 (its channel step is step 1): a filter, not an aggregate
-    select session_key, touchpoint as entry_touchpoint
-    from staging.stg_touchpoints
-    where session_step_index = 2
 ),
 
 terciles as (
@@ -64,14 +57,13 @@ final as (
         s.entry_source,
         s.entry_medium,
         s.entry_campaign,
-        e.entry_touchpoint,
+        s.entry_touchpoint,
         cast(s.session_index as double) as session_index,
         cast(s.duration_seconds as double) as session_duration_seconds,
         cast(s.revenue as double) as session_revenue,
         s.started_at as session_started_at
     from sessions as s
     inner join user_attributes as a on s.user_key = a.user_key
-    left join entry_touchpoints as e on s.session_key = e.session_key
 )
 
 select * from final

@@ -1,19 +1,12 @@
 -- Grain: one row per journey key (user_key, after identity stitching).
--- Reads: staging.stg_sessions, staging.stg_touchpoints.
+-- Reads: staging.stg_sessions.
 -- Params: none.
 -- Meaning: first and last seen, sessions, acquisition (first session's channel and device),
 --          first purchase, purchases and revenue; entry_touchpoint, the touchpoint of the user's
---          first event step (the first thing they did; null without one). Kept here, per user, so
---          that an incremental build computes it only for the users new events touch.
+--          first event (the first session's entry touchpoint: the first thing they did). Kept here,
+--          per user, so that an incremental build computes it only for the users new events touch.
 with sessions as (
     select * from staging.stg_sessions
-),
-
-entries as (
-    -- a user's first event is their step 2 (the first session's channel step is step 1)
-    select user_key, touchpoint as entry_touchpoint
-    from staging.stg_touchpoints
-    where user_step_index = 2
 ),
 
 totals as (
@@ -29,15 +22,14 @@ totals as (
         min(started_at) filter (where has_purchase) as first_purchase_session_at,
         sum(n_purchases) as n_purchases,
         sum(revenue) as revenue,
-        sum(n_purchases) > 0 as is_customer
+        sum(n_purchases) > 0 as is_customer,
+        arg_min(entry_touchpoint, session_index) as entry_touchpoint
     from sessions
     group by user_key
 ),
 
 final as (
-    select t.*, e.entry_touchpoint
-    from totals as t
-    left join entries as e on t.user_key = e.user_key
+    select * from totals
 )
 
 select * from final
